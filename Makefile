@@ -1,0 +1,46 @@
+# leadpulse — every entry point a developer or CI needs. `make help` lists them.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv test test-unit demo bench-core kafka-start kafka-stop kafka-status clean
+
+help:  ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is needed (found $$($(PYTHON) --version))" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test,tools]'
+	@touch $@
+
+venv: $(STAMP)  ## create .venv and install leadpulse with its test and tool extras
+
+test: $(STAMP)  ## the whole suite; starts a local Kafka broker unless KAFKA_BOOTSTRAP_SERVERS is set
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: $(STAMP)  ## only the tests that need no broker
+	$(PY) -m pytest -m 'not kafka' $(PYTEST_ARGS)
+
+demo: $(STAMP)  ## local broker + worker + a few contacts walking from cold to hot; prints lifecycle changes
+	$(PY) -m tools.demo
+
+bench-core: $(STAMP)  ## score updates per second of the pure scoring core, on one core
+	$(PY) bench/core.py
+
+kafka-start: $(STAMP)  ## start the local development broker (prints its bootstrap address)
+	$(PY) -m streams.localkafka start
+
+kafka-stop: $(STAMP)  ## stop the local development broker
+	$(PY) -m streams.localkafka stop
+
+kafka-status: $(STAMP)  ## is the local development broker running?
+	$(PY) -m streams.localkafka status
+
+clean:  ## remove the virtualenv and local state (broker data, tables)
+	-$(PY) -m streams.localkafka stop 2>/dev/null
+	rm -rf $(VENV) .leadpulse .pytest_cache .hypothesis

@@ -1,0 +1,63 @@
+"""One session-scoped Kafka broker for every `kafka`-marked test.
+
+Where it comes from, in order: KAFKA_BOOTSTRAP_SERVERS if set; a testcontainers Kafka if a Docker
+engine answers; else the project's own local KRaft launcher. When CI is set, a broker that cannot be
+had fails the run; it is never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+
+import pytest
+
+IN_CI = bool(os.environ.get("CI"))
+
+
+def _docker_answers() -> bool:
+    if not shutil.which("docker"):
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _unavailable(reason: str):
+    if IN_CI:
+        pytest.fail(f"no Kafka broker for the kafka-marked tests (CI never skips them): {reason}", pytrace=False)
+    pytest.skip(f"no Kafka broker: {reason}")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory) -> str:
+    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if configured:
+        yield configured
+        return
+    if _docker_answers():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer("apache/kafka:4.1.1").with_kraft() as container:
+            yield container.get_bootstrap_server()
+        return
+    from streams.localkafka import LocalKafka, LocalKafkaError
+
+    broker = LocalKafka(state_dir=tmp_path_factory.mktemp("kafka"))
+    try:
+        bootstrap = broker.start()
+    except LocalKafkaError as exc:
+        _unavailable(str(exc))
+    try:
+        yield bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def unique() -> str:
+    """A suffix that keeps a test's topics and consumer groups apart from every other test's."""
+    return uuid.uuid4().hex[:10]

@@ -1,0 +1,116 @@
+"""`make demo`: a local broker, one worker, a few contacts walking the funnel, lifecycle changes printed
+as the CRM would receive them. Stops everything it started when done or on Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from streams.codec import AvroCodec
+from streams.localkafka import LocalKafka, LocalKafkaError
+from tools.runtime import ROOT, Worker, consume, produce, topic_env
+
+codec = AvroCodec()
+HOUR = 3_600_000
+
+# (contact, profile, journey of (hours ago, event type, properties))
+CONTACTS = [
+    ("alice", dict(email="alice@acme-robotics.com", job_title="VP Marketing", company="Acme Robotics",
+                   company_size=800, industry="software", country="FR"),
+     [(30, "content_download", {"asset_type": "whitepaper"}), (26, "webinar_signup", {}),
+      (24, "webinar_attended", {}), (6, "pricing_page_view", {"url": "/pricing"}),
+      (5, "pricing_page_view", {"url": "/pricing"}), (4, "demo_request", {})]),
+    ("bruno", dict(email="bruno@globex.io", job_title="Data engineer", company="Globex",
+                   company_size=120, industry="software", country="DE"),
+     [(20, "content_download", {"asset_type": "whitepaper"}), (10, "webinar_signup", {}),
+      (8, "webinar_attended", {}), (3, "email_click", {})]),
+    ("chloe", dict(email="chloe.student@gmail.com", job_title="Student", company=None,
+                   company_size=None, industry="education", country="BE"),
+     [(12, "page_view", {"url": "/blog/lead-scoring"}), (11, "newsletter_signup", {})]),
+]
+
+
+def records(run: str, now: int):
+    profiles, events = [], []
+    for name, profile, journey in CONTACTS:
+        cid = f"{name}-{run}"
+        profiles.append((cid.encode(), codec.encode("ContactProfile", dict(
+            contact_id=cid, updated_at=now - 48 * HOUR, **profile))))
+        for i, (hours_ago, etype, props) in enumerate(journey):
+            events.append((cid.encode(), codec.encode("BehaviourEvent", dict(
+                event_id=f"{cid}-{i}", contact_id=cid, anonymous_id=None, event_type=etype,
+                occurred_at=now - hours_ago * HOUR, source="demo", properties=props))))
+    return profiles, events
+
+
+def show(m) -> str:
+    c = codec.decode("LifecycleChange", m.value)
+    top = sorted(c["explanation"].items(), key=lambda kv: -abs(kv[1]))[:3]
+    why = ", ".join(f"{k} {v:+.1f}" for k, v in top)
+    return (f"  {c['contact_id']:<22} {c['kind']:<11} {str(c['from_value']):>8} → {c['to_value']:<9}"
+            f" score {c['score']:6.1f} (fit {c['grade']})  because {why}")
+
+
+async def run(args) -> int:
+    state = ROOT / ".leadpulse" / "demo"
+    broker = LocalKafka(state_dir=state / "kafka")
+    worker = None
+    try:
+        print("starting the local Kafka broker (the first run downloads it from Maven Central)…", flush=True)
+        bootstrap = broker.start()
+        print(f"broker at {bootstrap}")
+        run_id = uuid.uuid4().hex[:6]
+        names = topic_env(f"demo-{run_id}")
+        os.environ.update(names)  # the producer below and the worker agree on topic names
+        worker = Worker(bootstrap, f"demo-{run_id}", state, name=f"demo-{run_id}")
+        worker.start()
+        print(f"worker starting (log: {worker.log_path})…", flush=True)
+        worker.wait_ready(timeout=90)
+        print(f"worker ready; lookup API at {worker.url}/contacts/<id>\n")
+        now = int(time.time() * 1000)
+        profiles, events = records(run_id, now)
+        await produce(bootstrap, names["LEADPULSE_PROFILES_TOPIC"], profiles)
+        await asyncio.sleep(args.profile_head_start)
+        await produce(bootstrap, names["LEADPULSE_EVENTS_TOPIC"], events)
+        print(f"sent {len(profiles)} profiles and {len(events)} behaviour events; lifecycle changes:")
+        seen: list = []
+
+        def enough(got) -> bool:
+            while len(seen) < len(got):
+                seen.append(got[len(seen)])
+                print(show(seen[-1]), flush=True)
+            hot = sum(1 for m in got if codec.decode("LifecycleChange", m.value)["to_value"] in ("hot", "mql"))
+            return hot >= 2
+        await consume(bootstrap, names["LEADPULSE_LIFECYCLE_TOPIC"], enough, timeout=args.timeout)
+        if not seen:
+            print("no lifecycle change arrived: see the worker log", worker.log_path, file=sys.stderr)
+            return 1
+        return 0
+    except LocalKafkaError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if worker:
+            worker.stop()
+        broker.stop()
+        print("\nstopped the worker and the broker.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for lifecycle changes")
+    p.add_argument("--profile-head-start", type=float, default=1.0, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    try:
+        return asyncio.run(run(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""Running leadpulse locally: worker subprocesses and plain Kafka clients, shared by the demo, the
+CLI and the integration tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def topic_env(suffix: str) -> dict[str, str]:
+    """Topic names and app id with a suffix, so runs (tests, demos) never see each other's data."""
+    return {
+        "LEADPULSE_APP_ID": f"leadpulse-{suffix}",
+        "LEADPULSE_EVENTS_TOPIC": f"lead-events-{suffix}",
+        "LEADPULSE_PROFILES_TOPIC": f"lead-profiles-{suffix}",
+        "LEADPULSE_QUALIFICATIONS_TOPIC": f"lead-qualifications-{suffix}",
+        "LEADPULSE_ERASURES_TOPIC": f"lead-erasures-{suffix}",
+        "LEADPULSE_LIFECYCLE_TOPIC": f"lead-lifecycle-{suffix}",
+        "LEADPULSE_SCORES_TOPIC": f"lead-scores-{suffix}",
+        "LEADPULSE_DLQ_TOPIC": f"lead-dlq-{suffix}",
+    }
+
+
+@dataclass
+class Worker:
+    """A `python -m agents worker` subprocess with its own data dir, web port and log file."""
+
+
+    bootstrap: str
+    suffix: str
+    workdir: Path
+    name: str = "w1"
+    extra_env: dict[str, str] = field(default_factory=dict)
+    web_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(topic_env(self.suffix))
+        env.update(
+            KAFKA_BOOTSTRAP_SERVERS=self.bootstrap,
+            LEADPULSE_DATA_DIR=str(self.workdir / f"data-{self.name}"),
+            LEADPULSE_WEB_PORT=str(self.web_port),
+            LEADPULSE_FAST_REBALANCE="1",
+            LEADPULSE_BATCH_WITHIN_MS="20",
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(self.extra_env)
+        return env
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"worker-{self.name}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def start(self) -> "Worker":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "agents", "worker", "-l", "info"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        return self
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Ready = Faust says so and our own readiness endpoint agrees (assignment + recovery done)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc and self.proc.poll() is not None:
+                raise AssertionError(f"worker {self.name} exited {self.proc.returncode}:\n{self.log_text()[-4000:]}")
+            if "Ready" in self.log_text():
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"worker {self.name} not ready in {timeout}s:\n{self.log_text()[-4000:]}")
+
+    def get_json(self, path: str, timeout: float = 5.0) -> tuple[int, dict]:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=timeout) as resp:
+                return resp.status, json.loads(resp.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            body = exc.read()
+            return exc.code, json.loads(body) if body else {}
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+async def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, enable_idempotence=True)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, key=k, value=v) for k, v in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def consume(
+    bootstrap: str, topic: str, until, timeout: float = 60.0, decode=None,
+) -> list:
+    """Read `topic` from the start (read_committed) until `until(records)` is true or time runs out."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
+        isolation_level="read_committed", group_id=None,
+    )
+    await consumer.start()
+    got: list = []
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not until(got):
+            batch = await consumer.getmany(timeout_ms=500)
+            for msgs in batch.values():
+                for m in msgs:
+                    got.append(decode(m) if decode else m)
+        return got
+    finally:
+        await consumer.stop()
+
