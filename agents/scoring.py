@@ -37,20 +37,6 @@ pipeline = Pipeline(
     },
 )
 schedule = CoolingSchedule()
-_declare_lock = asyncio.Lock()
-_declared = False
-
-
-async def declare_outputs() -> None:
-    """Create the output topics with the inputs' partition count before anything is sent to them."""
-    global _declared
-    async with _declare_lock:
-        if not _declared:
-            for topic in topics.outputs():
-                await topic.maybe_declare()
-            _declared = True
-
-
 def raw(event) -> RawMessage:
     m = event.message
     return RawMessage(m.topic, m.partition, m.offset, m.key, m.value, event)
@@ -79,7 +65,6 @@ async def publish(out: Outputs) -> None:
 async def score(stream):
     """Every input of a contact (behaviour, profile, qualification, erasure, cooling tick) → new
     state, lifecycle changes and a score snapshot; a batch at a time."""
-    await declare_outputs()
     async for events in stream.take_events(settings.batch_max, within=settings.batch_within_s):
         messages, ticks = [], []
         for e in events:

@@ -70,9 +70,9 @@ class Topics:
 
     @classmethod
     def declare(cls, app: faust.App, s: Settings) -> "Topics":
-        def topic(name: str, **kw) -> faust.TopicT:
+        def topic(*names: str, **kw) -> faust.TopicT:
             return app.topic(
-                name, key_type=bytes, value_type=bytes, partitions=s.partitions,
+                *names, key_type=bytes, value_type=bytes, partitions=s.partitions,
                 key_serializer="raw", value_serializer="raw", **kw,
             )
 
@@ -89,9 +89,6 @@ class Topics:
             dlq=topic(s.dlq_topic),
         )
 
-    def outputs(self) -> list[faust.TopicT]:
-        return [self.lifecycle, self.scores, self.dlq, self.ticks]
-
 
 settings = Settings.from_env()
 app = create_app(settings)
@@ -99,8 +96,7 @@ topics = Topics.declare(app, settings)
 # contact_id (bytes) → encoded ContactState (bytes); changelog-backed, RocksDB by default.
 contacts = app.Table(
     "contacts", key_type=bytes, value_type=bytes, partitions=settings.partitions,
-    key_serializer="raw", value_serializer="raw",
-)
+)  # serialisers: the app's defaults, raw
 rules = load_rules(settings.rules_path) if settings.rules_path else default_rules()
 model = ScoringModel(rules)
 codec: AvroCodec = codec_from_env(settings.schema_registry_url)
