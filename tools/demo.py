@@ -79,17 +79,40 @@ async def run(args) -> int:
         await produce(bootstrap, names["LEADPULSE_EVENTS_TOPIC"], events)
         print(f"sent {len(profiles)} profiles and {len(events)} behaviour events; lifecycle changes:")
         seen: list = []
+        qualified = False
+        quiet_since = [time.monotonic()]
 
-        def enough(got) -> bool:
+        async def handoff(contact_id: str) -> None:
+            """Sales qualifies the MQL with BANT: the contact becomes an SQL (a prospect)."""
+            update = codec.encode("QualificationUpdate", dict(
+                update_id=f"bant-{contact_id}", contact_id=contact_id, action="criteria", framework="BANT",
+                criteria={"budget": True, "authority": True, "need": True, "timeline": True},
+                occurred_at=int(time.time() * 1000), reason="discovery call"))
+            await produce(bootstrap, names["LEADPULSE_QUALIFICATIONS_TOPIC"], [(contact_id.encode(), update)])
+            print(f"  … sales completed BANT for {contact_id}", flush=True)
+
+        pending: list = []
+
+        def done(got) -> bool:
+            nonlocal qualified
             while len(seen) < len(got):
                 seen.append(got[len(seen)])
+                quiet_since[0] = time.monotonic()
                 print(show(seen[-1]), flush=True)
-            hot = sum(1 for m in got if codec.decode("LifecycleChange", m.value)["to_value"] in ("hot", "mql"))
-            return hot >= 2
-        await consume(bootstrap, names["LEADPULSE_LIFECYCLE_TOPIC"], enough, timeout=args.timeout)
+                change = codec.decode("LifecycleChange", seen[-1].value)
+                if change["to_value"] == "mql" and not qualified:
+                    qualified = True
+                    pending.append(asyncio.ensure_future(handoff(change["contact_id"])))
+            return bool(seen) and time.monotonic() - quiet_since[0] > args.quiet
+        await consume(bootstrap, names["LEADPULSE_LIFECYCLE_TOPIC"], done, timeout=args.timeout)
+        await asyncio.gather(*pending)
         if not seen:
             print("no lifecycle change arrived: see the worker log", worker.log_path, file=sys.stderr)
             return 1
+        print(f"\nlook a contact up: curl {worker.url}/contacts/alice-{run_id}")
+        status, body = worker.get_json(f"/contacts/alice-{run_id}")
+        if status == 200:
+            print(f"  alice-{run_id}: score {body['score']:.1f}, {body['temperature']}, stage {body['stage']}, fit {body['grade']}")
         return 0
     except LocalKafkaError as exc:
         print(f"demo: {exc}", file=sys.stderr)
@@ -104,6 +127,7 @@ async def run(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for lifecycle changes")
+    p.add_argument("--quiet", type=float, default=4.0, help="stop after this many seconds without a change")
     p.add_argument("--profile-head-start", type=float, default=1.0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     try:
