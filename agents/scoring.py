@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+import time
 import weakref
 
 from aiokafka import AIOKafkaProducer
@@ -15,7 +16,10 @@ from faust.web import Request, Response, View
 
 from agents.cooling import CoolingSchedule
 from agents.pipeline import EVENTS, ERASURES, PROFILES, QUALIFICATIONS, Outputs, Pipeline, RawMessage, now_ms, snapshot_record
+from streams import metrics
 from streams.app import app, codec, contacts, model, settings, topics
+
+import agents.health  # noqa: E402,F401  (/health/live, /health/ready)
 
 log = logging.getLogger("leadpulse.agents")
 TICK = struct.Struct(">q")
@@ -28,7 +32,7 @@ def focus(msg: RawMessage) -> None:
 
 
 pipeline = Pipeline(
-    codec, model, contacts, focus=focus,
+    codec, model, metrics.track_contacts(contacts, model.decode_state), focus=focus,
     kinds={
         settings.events_topic: EVENTS,
         settings.profiles_topic: PROFILES,
@@ -37,6 +41,8 @@ pipeline = Pipeline(
     },
 )
 schedule = CoolingSchedule()
+metrics.install(app, input_topics=topics.inputs.topics, rules_version=model.version,
+                timers_pending=lambda: len(schedule))
 def raw(event) -> RawMessage:
     m = event.message
     return RawMessage(m.topic, m.partition, m.offset, m.key, m.value, event)
@@ -58,14 +64,30 @@ async def publish(out: Outputs) -> None:
     for partition, contact_id, at in out.touched:
         schedule.schedule(partition, contact_id, at)
     for change in out.changes:
-        log.info("lifecycle contact=%s %s %s -> %s", change.contact_id, change.kind, change.from_value, change.to_value)
+        log.info("lifecycle contact=%s %s %s -> %s", change.contact_id, change.kind, change.from_value, change.to_value,
+                 extra={"contact_id": change.contact_id, "kind": change.kind,
+                        "from_value": change.from_value, "to_value": change.to_value})
+
+
+async def batches(stream, max_size: int):
+    """Events in batches of whatever is already waiting (at most `max_size`), never waiting for more:
+    a lone event is processed at once, a backlog in big batches. Acks are ours to give, after the
+    batch's outputs are published (Faust's take() acks at yield and stalled here after rebalances)."""
+    stream = stream.noack()
+    queue = stream.channel.queue
+    batch: list = []
+    async for event in stream.events():
+        batch.append(event)
+        if len(batch) >= max_size or queue.empty():
+            yield stream, batch
+            batch = []
 
 
 @app.agent(topics.inputs)
 async def score(stream):
     """Every input of a contact (behaviour, profile, qualification, erasure, cooling tick) → new
     state, lifecycle changes and a score snapshot; a batch at a time."""
-    async for events in stream.take_events(settings.batch_max, within=settings.batch_within_s):
+    async for source, events in batches(stream, settings.batch_max):
         messages, ticks = [], []
         for e in events:
             (ticks if e.message.topic == settings.ticks_topic else messages).append(raw(e))
@@ -74,6 +96,8 @@ async def score(stream):
             at = TICK.unpack(tick.value)[0]
             pipeline.cool(tick, schedule.pop_due(tick.partition, at), at, out)
         await publish(out)
+        for e in events:
+            await source.ack(e)
 
 
 # -- cooling timer ------------------------------------------------------------------------------------
@@ -91,10 +115,14 @@ def rebuild_schedule(owned: frozenset[int]) -> None:
     the owned part of the table per rebalance; ticks never scan."""
     schedule.drop_partitions(set())
     n = settings.partitions
+    census = metrics.ContactCensus()
     for key, raw_state in contacts.items():
         partition = (murmur2(key) & 0x7FFFFFFF) % n
         if partition in owned:
-            schedule.schedule(partition, key.decode(), model.next_cooling_at(model.decode_state(raw_state)))
+            state = model.decode_state(raw_state)
+            census.add(state)
+            schedule.schedule(partition, key.decode(), model.next_cooling_at(state))
+    census.publish()
 
 
 @app.timer(settings.cooling_interval_s)

@@ -93,8 +93,11 @@ class Settings:
             data_dir=Path(_env("LEADPULSE_DATA_DIR", ".leadpulse/data")),
             standby_replicas=_int("LEADPULSE_STANDBY_REPLICAS", 0),
             rules_path=os.environ.get("LEADPULSE_RULES") or None,
+            # at_least_once by default: faust-streaming's transactions stall partitions taken over in a
+            # rebalance (faust-streaming/faust#323, reproduced by tests/integration). Replays never
+            # count twice either way (event-id dedup in the contact state, deterministic change ids).
             processing_guarantee=_choice(
-                "LEADPULSE_PROCESSING_GUARANTEE", "exactly_once", ("exactly_once", "at_least_once")
+                "LEADPULSE_PROCESSING_GUARANTEE", "at_least_once", ("exactly_once", "at_least_once")
             ),
             batch_max=_int("LEADPULSE_BATCH_MAX", 2000),
             batch_within_s=_float("LEADPULSE_BATCH_WITHIN_MS", 20) / 1000.0,

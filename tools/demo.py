@@ -67,7 +67,9 @@ async def run(args) -> int:
         run_id = uuid.uuid4().hex[:6]
         names = topic_env(f"demo-{run_id}")
         os.environ.update(names)  # the producer below and the worker agree on topic names
-        worker = Worker(bootstrap, f"demo-{run_id}", state, name=f"demo-{run_id}")
+        # One worker, so the transactional mode is safe here (see LEADPULSE_PROCESSING_GUARANTEE in README).
+        worker = Worker(bootstrap, f"demo-{run_id}", state, name=f"demo-{run_id}",
+                        extra_env={"LEADPULSE_PROCESSING_GUARANTEE": "exactly_once"})
         worker.start()
         print(f"worker starting (log: {worker.log_path})…", flush=True)
         worker.wait_ready(timeout=90)

@@ -10,9 +10,10 @@ pytestmark = pytest.mark.kafka
 HOUR = 3_600_000
 
 
-async def test_a_contact_that_goes_hot_is_published(kafka_bootstrap, unique, tmp_path):
+@pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
+async def test_a_contact_that_goes_hot_is_published(kafka_bootstrap, unique, tmp_path, guarantee):
     names = topic_env(unique)
-    worker = Worker(kafka_bootstrap, unique, tmp_path).start()
+    worker = Worker(kafka_bootstrap, unique, tmp_path, extra_env={"LEADPULSE_PROCESSING_GUARANTEE": guarantee}).start()
     try:
         worker.wait_ready()
         now = int(time.time() * 1000)
@@ -40,5 +41,8 @@ async def test_a_contact_that_goes_hot_is_published(kafka_bootstrap, unique, tmp
         assert change["score"] >= 60
         assert abs(sum(change["explanation"].values()) - change["score"]) < 1e-6
         assert not any(c["contact_id"] == "c-2" and c["to_value"] == "hot" for c in changes)
+        if guarantee == "exactly_once":  # the read_committed consumer sees each change once
+            ids = [c["change_id"] for c in changes]
+            assert len(ids) == len(set(ids))
     finally:
         worker.stop()
