@@ -25,6 +25,9 @@ GRADES = ("A", "B", "C", "D")
 RESERVED_NAMES = frozenset(EVENT_TYPES) | {"fit"}
 #: Bound on late_tolerance / half_life so decay weights stay far from float overflow.
 MAX_TOLERANCE_HALF_LIVES = 200
+# The exact decay keeps its sums in a reference frame that is rebased once per event-time day, so a
+# day must span few enough half-lives for 2**(day / half-life) to stay a finite float.
+MIN_HALF_LIFE_DAYS = 0.01  # ~14 minutes
 _WINDOW_RE = re.compile(r"^([1-9][0-9]*)([mhd])$")
 _WINDOW_UNIT_MS = {"m": 60_000, "h": 3_600_000, "d": DAY_MS}
 
@@ -276,6 +279,8 @@ class _Parser:
         )
         version = self.str_(top["version"], "rules.version")
         half_life = self.pos(top.get("half_life_days", 30), "rules.half_life_days")
+        if half_life < MIN_HALF_LIFE_DAYS:
+            raise self.err("rules.half_life_days", f"must be >= {MIN_HALF_LIFE_DAYS} (about 14 minutes)")
         tolerance = self.pos(top.get("late_tolerance_days", 7), "rules.late_tolerance_days")
         if tolerance / half_life > MAX_TOLERANCE_HALF_LIVES:
             raise self.err("rules.late_tolerance_days", f"must be <= {MAX_TOLERANCE_HALF_LIVES} half-lives")

@@ -155,3 +155,15 @@ def test_rules_are_immutable(rules):
         rules.version = "x"  # type: ignore[misc]
     with pytest.raises(TypeError):
         rules.points["page_view"] = 99  # type: ignore[index]
+
+
+def test_a_half_life_too_short_for_exact_decay_is_refused():
+    from scoring.rules import MIN_HALF_LIFE_DAYS
+
+    data = tomllib.loads(resources.files("scoring").joinpath("default_rules.toml").read_text())
+    data["half_life_days"] = MIN_HALF_LIFE_DAYS / 10
+    data["late_tolerance_days"] = MIN_HALF_LIFE_DAYS / 100
+    with pytest.raises(RulesError, match="rules.half_life_days"):
+        parse_rules(data)
+    data["half_life_days"] = MIN_HALF_LIFE_DAYS
+    parse_rules(data)
