@@ -253,21 +253,17 @@ class Pipeline:
         return out
 
     def _apply_events(self, state, run: list, changes: list, out: Outputs, now: int):
-        model = self.model
+        """One core call for a run of a contact's events; events the core refuses (e.g. later than
+        the late tolerance) become dead letters, the others count."""
         events = [e for e, _ in run]
-        try:
-            state, more = model.apply_events(state, events)
-            changes.extend(more)
-        except ScoringError:
-            # An event the core refuses (e.g. later than the late tolerance): apply them one by one
-            # so that only the offending ones become dead letters.
-            for event, msg in run:
-                try:
-                    state, more = model.apply_event(state, event)
-                except ScoringError as exc:
-                    self.dead_letter(msg, exc, now, out)
-                    continue
-                changes.extend(more)
+        rejected: list = []
+        # In place: the state was decoded for this batch and belongs to nobody else.
+        state, more = self.model.apply_events(state, events, rejected=rejected, inplace=True)
+        changes.extend(more)
+        if rejected:
+            source = {id(e): msg for e, msg in run}
+            for event, exc in rejected:
+                self.dead_letter(source[id(event)], exc, now, out)
         lags = out.lags_ms
         for e in events:
             lags.append(now - e.occurred_at)
