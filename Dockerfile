@@ -1,4 +1,9 @@
 # leadpulse worker image: multi-stage, slim, non-root, RocksDB tables on a volume.
+#   docker build -t leadpulse .
+#   docker run -v leadpulse-data:/data -e KAFKA_BOOTSTRAP_SERVERS=... leadpulse
+# The same image runs the CLI (`leadpulse simulate ...`): override the entrypoint.
+
+# -- build: wheels for leadpulse and every dependency (compilers stay in this stage) ----------------
 FROM python:3.11-slim AS build
 WORKDIR /src
 RUN pip install --no-cache-dir --upgrade pip wheel
@@ -9,26 +14,36 @@ COPY scoring scoring
 COPY tools tools
 RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[tools]'
 
+# -- runtime -----------------------------------------------------------------------------------------
 FROM python:3.11-slim
-RUN useradd --create-home --uid 10001 leadpulse
+# A numeric uid/gid, so Kubernetes' runAsNonRoot can verify the image without a securityContext uid.
+RUN groupadd --gid 10001 leadpulse \
+ && useradd --uid 10001 --gid 10001 --create-home --shell /usr/sbin/nologin leadpulse
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 WORKDIR /app
-# The codec reads the Avro contracts from ./schemas beside the packages.
+# The codec reads the Avro contracts from ./schemas beside the packages, so the code runs from
+# /app (PYTHONPATH puts it before the copy of the same packages installed with the wheel; the
+# wheel is installed for its dependencies and the `leadpulse` console script).
 COPY schemas /app/schemas
 COPY streams /app/streams
 COPY agents /app/agents
 COPY scoring /app/scoring
 COPY tools /app/tools
-RUN mkdir -p /data && chown leadpulse /data
-USER leadpulse
-ENV LEADPULSE_DATA_DIR=/data \
+RUN mkdir -p /data && chown 10001:10001 /data
+USER 10001:10001
+ENV PYTHONPATH=/app \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    LEADPULSE_DATA_DIR=/data \
     LEADPULSE_WEB_BIND=0.0.0.0 \
-    LEADPULSE_WEB_PORT=6066 \
-    PYTHONUNBUFFERED=1
+    LEADPULSE_WEB_PORT=6066
+# RocksDB table partitions live here: keep them on a volume so a restart does not replay changelogs.
 VOLUME ["/data"]
 EXPOSE 6066
+# Liveness only (the web server answers during table recovery too); readiness is /health/ready.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
-  CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:6066/health/live', timeout=2).status != 200)"
+  CMD ["python", "-c", "import os, sys, urllib.request; port = os.environ.get('LEADPULSE_WEB_PORT', '6066'); sys.exit(0 if urllib.request.urlopen(f'http://127.0.0.1:{port}/health/live', timeout=2).status == 200 else 1)"]
+STOPSIGNAL SIGTERM
 ENTRYPOINT ["python", "-m", "agents"]
 CMD ["worker", "-l", "info"]

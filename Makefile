@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-unit demo bench-core kafka-start kafka-stop kafka-status clean
+.PHONY: help venv test test-unit test-deps demo bench-core bench-pipeline dashboard kafka-start kafka-stop kafka-status clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -29,8 +29,18 @@ test-unit: $(STAMP)  ## only the tests that need no broker
 demo: $(STAMP)  ## local broker + worker + a few contacts walking from cold to hot; prints lifecycle changes
 	$(PY) -m tools.demo
 
+test-deps:  ## prometheus + promtool for tests/observability (apt-get as root; idempotent)
+	deploy/install-test-deps.sh
+
 bench-core: $(STAMP)  ## score updates per second of the pure scoring core, on one core
+	@mkdir -p bench/results
 	$(PY) bench/core.py
+
+bench-pipeline: $(STAMP)  ## events/s of one worker draining 100k events over 10k contacts on the local broker
+	$(PY) bench/pipeline.py
+
+dashboard: $(STAMP)  ## regenerate deploy/grafana/dashboards/leadpulse.json
+	$(PY) deploy/grafana/build_dashboard.py
 
 kafka-start: $(STAMP)  ## start the local development broker (prints its bootstrap address)
 	$(PY) -m streams.localkafka start

@@ -7,11 +7,14 @@ import os
 import sys
 
 import agents.scoring  # noqa: F401  (registers the agents with the app)
+from streams import logs
 from streams.admin import ensure_topics_sync
 from streams.app import app, settings
 
 if len(sys.argv) > 1 and sys.argv[1] == "worker":
     ensure_topics_sync(settings)
+    if logs.json_enabled():
+        sys.argv.insert(1, "--quiet")  # JSON logs: no startup banner on stdout
 profile_to = os.environ.get("LEADPULSE_PROFILE")
 if profile_to:
     import cProfile

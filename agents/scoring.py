@@ -48,25 +48,49 @@ def raw(event) -> RawMessage:
     return RawMessage(m.topic, m.partition, m.offset, m.key, m.value, event)
 
 
-async def publish(out: Outputs) -> None:
-    """Hand every output record to the producer, then wait for the whole batch once."""
+async def publish(out: Outputs) -> list:
+    """Hand every output record to the producer; returns the delivery futures (not awaited here:
+    waiting one round trip per batch would cap throughput at a batch per millisecond).
+
+    Records go straight to Faust's producer (the transaction manager under exactly_once), not through
+    `Topic.send`, whose per-message future, serialiser and sensor machinery costs more than our
+    whole scoring step; the bytes are already encoded."""
+    producer = await app.maybe_start_producer()
+    send = producer.send
     pending = []
     for topic, records in (
-        (topics.lifecycle, out.lifecycle), (topics.scores, out.scores), (topics.dlq, out.dead_letters),
+        (settings.lifecycle_topic, out.lifecycle), (settings.scores_topic, out.scores),
+        (settings.dlq_topic, out.dead_letters),
     ):
         for rec in records:
-            pending.append(await topic.send(key=rec.key, value=rec.value, partition=rec.partition))
+            pending.append(await send(topic, rec.key, rec.value, rec.partition, None, None))
     for rec in out.rekeyed:
-        pending.append(await app.topic(rec.topic, key_serializer="raw", value_serializer="raw")
-                       .send(key=rec.key, value=rec.value))
-    if pending:
-        await asyncio.gather(*pending)
+        pending.append(await send(rec.topic, rec.key, rec.value, None, None, None))
     for partition, contact_id, at in out.touched:
         schedule.schedule(partition, contact_id, at)
     for change in out.changes:
         log.info("lifecycle contact=%s %s %s -> %s", change.contact_id, change.kind, change.from_value, change.to_value,
                  extra={"contact_id": change.contact_id, "kind": change.kind,
                         "from_value": change.from_value, "to_value": change.to_value})
+    return pending
+
+
+_in_flight = asyncio.Semaphore(64)  # batches published but not yet acknowledged by the broker
+
+
+async def ack_when_delivered(source, events, deliveries: list) -> None:
+    """Acknowledge a batch's inputs only once all of its outputs are on the broker (at-least-once).
+    A failed delivery leaves them unacknowledged and stops the worker: they are read again on restart."""
+    try:
+        if deliveries:
+            await asyncio.gather(*deliveries)
+        for e in events:
+            await source.ack(e)
+    except Exception as exc:  # pragma: no cover - needs a broker failing mid-batch
+        log.exception("publishing a batch failed; stopping so that it is processed again")
+        await app.crash(exc)
+    finally:
+        _in_flight.release()
 
 
 async def batches(stream, max_size: int):
@@ -88,6 +112,7 @@ async def score(stream):
     """Every input of a contact (behaviour, profile, qualification, erasure, cooling tick) → new
     state, lifecycle changes and a score snapshot; a batch at a time."""
     async for source, events in batches(stream, settings.batch_max):
+        started = time.perf_counter()
         messages, ticks = [], []
         for e in events:
             (ticks if e.message.topic == settings.ticks_topic else messages).append(raw(e))
@@ -95,9 +120,10 @@ async def score(stream):
         for tick in ticks:
             at = TICK.unpack(tick.value)[0]
             pipeline.cool(tick, schedule.pop_due(tick.partition, at), at, out)
-        await publish(out)
-        for e in events:
-            await source.ack(e)
+        metrics.observe_batch(out, time.perf_counter() - started)
+        deliveries = await publish(out)
+        await _in_flight.acquire()
+        asyncio.ensure_future(ack_when_delivered(source, events, deliveries))
 
 
 # -- cooling timer ------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import faust
 
 from scoring.model import ScoringModel
 from scoring.rules import default_rules, load_rules
+from streams import logs
 from streams.codec import AvroCodec, codec_from_env
 from streams.settings import Settings
 
@@ -50,6 +51,7 @@ def create_app(settings: Settings) -> faust.App:
         web_host=settings.web_host,
         # Our table values are opaque bytes: the stock /table pages would show nothing useful.
         web_tables_enabled=False,
+        **logs.faust_settings(settings.log_level),
         **extra,
     )
 

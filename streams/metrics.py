@@ -17,11 +17,11 @@ per-event work is one ``bisect`` for the freshness histogram. Label sets are bou
 error classes, lifecycle values and partitions, never contact ids (``_Bounded`` folds anything past a
 cap into ``other``).
 
-API (called from agents/scoring.py, see the hooks in docs/operating.md):
+API (called from agents/scoring.py):
 
     install(app, input_topics=..., rules_version=..., timers_pending=lambda: len(schedule))
     track_contacts(table, decode_state)  -> the table to hand to Pipeline (counts contacts)
-    observe_batch(out, duration_s)       once per batch, after publish
+    observe_batch(out, duration_s)       once per batch, right after the table writes (before any await)
     census = ContactCensus(); census.add(state) ...; census.publish()   at rebalance (rebuild_schedule)
     set_timers_pending(n | callable), set_rules_version(v), set_ready_check(callable)
 """
@@ -58,7 +58,7 @@ FRESHNESS_BUCKETS = (
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
     1800.0, 3600.0, 7200.0, 21600.0, 86400.0,
 )
-#: One batch: decode, score, table writes, publish and wait for the acks.
+#: One batch: decode, validate, score, table writes (publishing is pipelined: see Faust's send latency).
 BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 #: Inputs that are not behaviour events are counted under their kind (Pipeline's `consumed` keys).
@@ -266,7 +266,14 @@ class ContactCensus:
         self.stage[s] = self.stage.get(s, 0) + 1
 
     def publish(self) -> None:
-        (self.metrics or METRICS).contacts.replace(self.total, self.temperature, self.stage)
+        metrics = self.metrics or METRICS
+        metrics.contacts.replace(self.total, self.temperature, self.stage)
+        tracker = metrics.tracker
+        if tracker is not None and (tracker.before or tracker.after):
+            # A batch has written the table but not been observed yet (its agent is awaiting
+            # something): this count already includes it, so its observe_batch must not add it again.
+            tracker.drain()
+            metrics.census_absorbed_batch = True
 
 
 class WorkerMetrics:
@@ -299,7 +306,8 @@ class WorkerMetrics:
         r.register(self.freshness)
         self.batch_duration = _FastHistogram(
             "leadpulse_batch_duration_seconds",
-            "Processing time of one batch: decode, score, table writes, publish and acks", BATCH_BUCKETS,
+            "Processing time of one batch: decode, validate, score and table writes, up to the hand-off "
+            "of its outputs to the producer", BATCH_BUCKETS,
         )
         r.register(self.batch_duration)
         self.contacts = _ContactGauges()
@@ -322,6 +330,7 @@ class WorkerMetrics:
         self.reason_label = _Bounded(LABEL_CAP)
         self.value_label = _Bounded(LABEL_CAP)
         self.tracker: ContactTracker | None = None
+        self.census_absorbed_batch = False
         self._lag_series: set[tuple[str, str]] = set()
         self.ready.set(0)
         try:
@@ -337,7 +346,11 @@ class WorkerMetrics:
     # -- per batch ----------------------------------------------------------------------------
     def observe_batch(self, out: Any, duration_s: float | None = None) -> None:
         """Everything a batch's `Outputs` says: inputs consumed and rejected, records published,
-        lifecycle transitions, freshness of each behaviour event, contacts by temperature/stage."""
+        lifecycle transitions, freshness of each behaviour event, contacts by temperature/stage.
+
+        Best called right after the batch's table writes, before any `await`. If the rebalance
+        recount (`ContactCensus`, run from a timer) slips in between the writes and this call, it has
+        counted the batch already, and this call leaves the contact gauges alone."""
         for name, n in out.consumed.items():
             self.consumed.labels(self.event_type_label(name)).inc(n)
         for name, n in out.rejected.items():
@@ -365,6 +378,11 @@ class WorkerMetrics:
 
     def _count_contacts(self, changes: list) -> None:
         gauges = self.contacts
+        if self.census_absorbed_batch:  # counted by a recount that ran after its table writes
+            self.census_absorbed_batch = False
+            if self.tracker is not None:
+                self.tracker.drain()
+            return
         if self.tracker is None:  # no tracker: changes only (creations and erasures are missed)
             for c in changes:
                 gauges.move(c.kind, c.from_value, c.to_value)
@@ -415,6 +433,10 @@ class WorkerMetrics:
         if exists_after and current is None:
             gauges.add(COLD, LEAD, +1)
 
+    def observe_batch_duration(self, duration_s: float) -> None:
+        """For a caller that measures the duration later than `observe_batch` (e.g. up to the acks)."""
+        self.batch_duration.observe(max(duration_s, 0.0))
+
     # -- set from outside -----------------------------------------------------------------------
     def set_timers_pending(self, n: int | Callable[[], float]) -> None:
         if callable(n):
@@ -445,8 +467,9 @@ class WorkerMetrics:
     async def update_lag(self, app: Any, topics: Iterable[str]) -> None:
         """Lag per assigned input partition = high watermark (last stable offset under
         exactly-once) minus the committed offset. A partition whose consumer has fetched up to the
-        high watermark and has nothing in flight is at 0: what is left is a transaction marker
-        (re-keyed inputs are written transactionally into the input topics), not a message."""
+        high watermark and has nothing in flight is at 0: what is left is a transaction commit
+        marker (an upstream producer writing with transactions, e.g. an exactly-once connector),
+        which takes an offset but is not a message — counted, it would read as a stuck lag of 1."""
         consumer = app.consumer
         wanted = set(topics)
         seen: set[tuple[str, str]] = set()
@@ -551,6 +574,10 @@ def install(
 
 def observe_batch(out: Any, duration_s: float | None = None) -> None:
     METRICS.observe_batch(out, duration_s)
+
+
+def observe_batch_duration(duration_s: float) -> None:
+    METRICS.observe_batch_duration(duration_s)
 
 
 def track_contacts(table: MutableMapping, decode_state: Callable[[bytes], Any]) -> ContactTracker:
