@@ -218,28 +218,18 @@ class Pipeline:
             state = model.decode_state(raw) if raw is not None else None
             changes: list = []
             erased = False
-            run: list = []  # consecutive behaviour events, applied in one core call
+            segment: list = []  # inputs since the last erasure, applied in one core call
             for kind, value, msg in items:
-                if kind == EVENTS:
-                    run.append((value, msg))
+                if kind != ERASURES:
+                    segment.append((value, msg))
                     continue
-                if run:
-                    state = self._apply_events(state, run, changes, out, now)
-                    run = []
-                try:
-                    if kind == PROFILES:
-                        state, more = model.apply_profile(state, value)
-                    elif kind == QUALIFICATIONS:
-                        state, more = model.apply_qualification(state, value)
-                    else:
-                        more = [model.erase(contact_id, value["requested_at"])]
-                        state, erased = None, True
-                except ScoringError as exc:
-                    self.dead_letter(msg, exc, now, out)
-                    continue
-                changes.extend(more)
-            if run:
-                state = self._apply_events(state, run, changes, out, now)
+                state = self._apply(state, segment, changes, out, now)
+                segment = []
+                changes.append(model.erase(contact_id, value["requested_at"]))
+                state, erased = None, True
+            if segment:
+                state = self._apply(state, segment, changes, out, now)
+                erased = erased and state is None
             if state is None:
                 if erased:
                     table.pop(key, None)
@@ -252,21 +242,22 @@ class Pipeline:
             self._publish(key, changes, out)
         return out
 
-    def _apply_events(self, state, run: list, changes: list, out: Outputs, now: int):
-        """One core call for a run of a contact's events; events the core refuses (e.g. later than
-        the late tolerance) become dead letters, the others count."""
-        events = [e for e, _ in run]
+    def _apply(self, state, segment: list, changes: list, out: Outputs, now: int):
+        """One core call for a contact's (input, source message) pairs; inputs the core refuses
+        (an event later than the late tolerance, an illegal transition) become dead letters."""
+        inputs = [value for value, _ in segment]
         rejected: list = []
         # In place: the state was decoded for this batch and belongs to nobody else.
-        state, more = self.model.apply_events(state, events, rejected=rejected, inplace=True)
+        state, more = self.model.apply_inputs(state, inputs, rejected=rejected, inplace=True)
         changes.extend(more)
         if rejected:
-            source = {id(e): msg for e, msg in run}
-            for event, exc in rejected:
-                self.dead_letter(source[id(event)], exc, now, out)
+            source = {id(value): msg for value, msg in segment}
+            for value, exc in rejected:
+                self.dead_letter(source[id(value)], exc, now, out)
         lags = out.lags_ms
-        for e in events:
-            lags.append(now - e.occurred_at)
+        for value in inputs:
+            if type(value) is BehaviourEvent:
+                lags.append(now - value.occurred_at)
         return state
 
     def _publish(self, key: bytes, changes: list, out: Outputs) -> None:

@@ -226,6 +226,46 @@ class ScoringModel:
         return InvalidEvent("occurred_at", "older than late tolerance")
 
     # ================================================================ profile & sales
+    def apply_inputs(
+        self,
+        state: ContactState | None,
+        inputs: Iterable[BehaviourEvent | ContactProfile | QualificationUpdate],
+        *,
+        rejected: list | None = None,
+        inplace: bool = False,
+    ) -> tuple[ContactState | None, list[LifecycleChange]]:
+        """A contact's inputs of every kind, in arrival order: each run of behaviour events goes to
+        ``apply_events`` in one call, profiles and qualifications one by one. The shared path of the
+        agents and the backtest, so both give the same lifecycle for the same input.
+
+        With ``rejected`` (a list) refused inputs are skipped and appended as ``(input, error)``;
+        without it the first refusal raises."""
+        changes: list[LifecycleChange] = []
+        run: list[BehaviourEvent] = []
+        for item in inputs:
+            if type(item) is BehaviourEvent:
+                run.append(item)
+                continue
+            if run:
+                state, more = self.apply_events(state, run, rejected=rejected, inplace=inplace)
+                changes.extend(more)
+                run = []
+            try:
+                if type(item) is ContactProfile:
+                    state, more = self.apply_profile(state, item)
+                else:
+                    state, more = self.apply_qualification(state, item)
+            except ScoringError as exc:
+                if rejected is None:
+                    raise
+                rejected.append((item, exc))
+                continue
+            changes.extend(more)
+        if run:
+            state, more = self.apply_events(state, run, rejected=rejected, inplace=inplace)
+            changes.extend(more)
+        return state, changes
+
     def apply_profile(self, state: ContactState | None, profile: ContactProfile) -> tuple[ContactState, list[LifecycleChange]]:
         """Recompute FIT from a profile; a profile older than the last applied one is ignored."""
         if state is None:
