@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-unit test-deps demo bench-core bench-pipeline dashboard kafka-start kafka-stop kafka-status clean
+.PHONY: help venv test test-unit test-deps demo bench-core bench-pipeline bench-backtest bench test-tools worker dashboard kafka-start kafka-stop kafka-status clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -38,6 +38,15 @@ bench-core: $(STAMP)  ## score updates per second of the pure scoring core, on o
 
 bench-pipeline: $(STAMP)  ## events/s of one worker draining 100k events over 10k contacts on the local broker
 	$(PY) bench/pipeline.py
+
+bench-backtest: $(STAMP)  ## backtest speed on 1M simulated events (generated once into .leadpulse/bench)
+	$(PY) bench/backtest.py
+
+test-tools: $(STAMP)  ## the leadpulse CLI's tests
+	$(PY) -m pytest tests/tools $(PYTEST_ARGS)
+
+worker: $(STAMP)  ## run a scoring worker, settings from the environment
+	$(VENV)/bin/leadpulse worker
 
 dashboard: $(STAMP)  ## regenerate deploy/grafana/dashboards/leadpulse.json
 	$(PY) deploy/grafana/build_dashboard.py

@@ -75,6 +75,16 @@ class _Window:
         self.active = from_ms is not None or to_ms is not None
 
 
+def _fields(schema, name: str) -> set[str]:
+    """Field names of the record inside the optional field `name` of a wrapper schema."""
+    for f in schema.get("fields", []) if isinstance(schema, dict) else []:
+        if f.get("name") == name:
+            for branch in f["type"] if isinstance(f["type"], list) else [f["type"]]:
+                if isinstance(branch, dict) and branch.get("type") == "record":
+                    return {x["name"] for x in branch.get("fields", [])}
+    return set()
+
+
 def _valid(kind: int, obj, counts: Counter) -> bool:
     """The structural checks the worker applies before the core (no wall clock: this is history)."""
     from scoring.errors import ScoringError
@@ -142,44 +152,61 @@ def read_avro(path: Path, window: _Window, *, chunk: int = CHUNK, show_progress:
         counts[f"unknown kind {k}"] += 1
         return None, None
 
+    # the hot path: our own container, behaviour records with every field of the latest schema
+    fast = fixed is None and not logical and _fields(schema, "behaviour") >= {
+        "event_id", "contact_id", "event_type", "occurred_at", "properties", "source", "anonymous_id"}
+
     def chunks():
+        from scoring.events import BehaviourEvent as BE
+
         lo, hi, active = window.lo, window.hi, window.active
         out: list = []
         append = out.append
         n = 0
+        done = 0
         try:
             with progress(f"reading {path.name}", size, enabled=show_progress) as advance:
-                done = 0
-                it = iter(reader)
-                while True:
-                    try:
-                        rec = next(it)
-                        kind, obj = convert(rec)
-                    except StopIteration:
-                        break
-                    except Exception as exc:
-                        raise CliError(f"events file {path}: corrupt or unexpected Avro data after {n:,} records "
-                                       f"({type(exc).__name__}: {exc})") from None
-                    n += 1
-                    if kind == EVENT:
-                        if active and not lo <= obj.occurred_at <= hi:
-                            counts["outside window"] += 1
-                            continue
-                        append((obj.contact_id, EVENT, obj))
-                    elif kind is not None:
-                        t = obj.updated_at if kind == PROFILE else obj.occurred_at
-                        if active and (t > hi or (kind != PROFILE and t < lo)):
-                            counts["outside window"] += 1
-                            continue
-                        if _valid(kind, obj, counts):
-                            append((obj.contact_id, kind, obj))
-                    if len(out) >= chunk:
-                        yield out
-                        out = []
-                        append = out.append
-                        pos = fh.tell()
-                        advance(pos - done)
-                        done = pos
+                try:
+                    for rec in reader:
+                        n += 1
+                        if fast:
+                            b = rec["behaviour"]
+                            if b is not None:
+                                t = b["occurred_at"]
+                                if active and not lo <= t <= hi:
+                                    counts["outside window"] += 1
+                                    continue
+                                cid = b["contact_id"]
+                                append((cid, EVENT, BE(b["event_id"], cid, b["event_type"], t, b["properties"],
+                                                       b["source"], b["anonymous_id"])))
+                                if len(out) < chunk:
+                                    continue
+                        if not fast or b is None:
+                            kind, obj = convert(rec)
+                            if kind == EVENT:
+                                if active and not lo <= obj.occurred_at <= hi:
+                                    counts["outside window"] += 1
+                                    continue
+                                append((obj.contact_id, EVENT, obj))
+                            elif kind is not None:
+                                t = obj.updated_at if kind == PROFILE else obj.occurred_at
+                                if active and (t > hi or (kind != PROFILE and t < lo)):
+                                    counts["outside window"] += 1
+                                    continue
+                                if _valid(kind, obj, counts):
+                                    append((obj.contact_id, kind, obj))
+                        if len(out) >= chunk:
+                            yield out
+                            out = []
+                            append = out.append
+                            pos = fh.tell()
+                            advance(pos - done)
+                            done = pos
+                except CliError:
+                    raise
+                except Exception as exc:  # fastavro raises many kinds on a damaged file
+                    raise CliError(f"events file {path}: corrupt or unexpected Avro data after {n:,} records "
+                                   f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
                 if out:
                     yield out
                 advance(size - done)
@@ -190,8 +217,10 @@ def read_avro(path: Path, window: _Window, *, chunk: int = CHUNK, show_progress:
     return src, chunks()
 
 
-async def _read_topics(bootstrap: str, topics: list[str], window: _Window, timeout: float, show_progress: bool):
+async def _read_topics(bootstrap: str, topics: list[str], optional: list[str], window: _Window, timeout: float,
+                       show_progress: bool):
     from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.errors import KafkaError
 
     from scoring.errors import ScoringError
@@ -206,6 +235,26 @@ async def _read_topics(bootstrap: str, topics: list[str], window: _Window, timeo
     names: dict[int, str] = {}
     counts: Counter = Counter()
     items: list = []
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+    try:
+        await asyncio.wait_for(admin.start(), 30)
+        try:
+            existing = set(await admin.list_topics())
+            missing = [t for t in topics if t not in existing]
+            if missing:
+                raise CliError(f"topic {', '.join(missing)} does not exist on Kafka at {bootstrap}")
+            for t in optional:
+                if t in existing:
+                    topics = topics + [t]
+                else:
+                    counts[f"topic {t} missing (skipped)"] += 1
+            described = await admin.describe_topics(topics)
+        finally:
+            await admin.close()
+    except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+        raise CliError(f"cannot read the topics of Kafka at {bootstrap}: {exc or type(exc).__name__}") from None
+    parts = {d["topic"]: sorted(p["partition"] for p in d["partitions"]) for d in described}
+    tps = [TopicPartition(t, p) for t in topics for p in parts.get(t, ())]
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
                                 isolation_level="read_committed", auto_offset_reset="earliest",
                                 request_timeout_ms=30_000, max_partition_fetch_bytes=8 * 1024 * 1024)
@@ -214,11 +263,6 @@ async def _read_topics(bootstrap: str, topics: list[str], window: _Window, timeo
     except (KafkaError, OSError, asyncio.TimeoutError) as exc:
         raise CliError(f"cannot connect to Kafka at {bootstrap}: {exc or type(exc).__name__}") from None
     try:
-        existing = await consumer.topics()
-        missing = [t for t in topics if t not in existing]
-        if missing:
-            raise CliError(f"topic {', '.join(missing)} does not exist on Kafka at {bootstrap}")
-        tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
         consumer.assign(tps)
         begin = await consumer.beginning_offsets(tps)
         end = await consumer.end_offsets(tps)
@@ -281,10 +325,12 @@ async def _read_topics(bootstrap: str, topics: list[str], window: _Window, timeo
     return counts, items
 
 
-def read_topics(bootstrap: str, topics: list[str], window: _Window, *, timeout: float = 30.0,
-                show_progress: bool = True):
-    counts, items = asyncio.run(_read_topics(bootstrap, topics, window, timeout, show_progress))
-    src = Source(f"Kafka {bootstrap}: {', '.join(topics)}")
+def read_topics(bootstrap: str, topics: list[str], optional: list[str] = (), window: _Window | None = None, *,
+                timeout: float = 30.0, show_progress: bool = True):
+    """Every record of the topics (and of the `optional` ones that exist), decoded; one chunk."""
+    window = window or _Window(None, None)
+    counts, items = asyncio.run(_read_topics(bootstrap, list(topics), list(optional), window, timeout, show_progress))
+    src = Source(f"Kafka {bootstrap}: {', '.join(list(topics) + [t for t in optional if not counts.get(f'topic {t} missing (skipped)')])}")
     src.counts.update(counts)
     return src, iter([items])
 
@@ -346,9 +392,7 @@ class Replay:
         from scoring.errors import IllegalTransition, ScoringError
 
         model = self.model
-        apply_events = model.apply_events
         states = self.states
-        first = self.first_event
         rejected: list = []
         for cid, items in groups.items():
             st = states.get(cid)
@@ -358,10 +402,7 @@ class Replay:
                     run.append(obj)
                     continue
                 if run:
-                    st, ch = apply_events(st, run, rejected=rejected, inplace=True)
-                    self._first(cid, run, first)
-                    if ch:
-                        self._changes(cid, ch)
+                    st = self._run(cid, st, run, rejected)
                     run = []
                 try:
                     if kind == PROFILE:
@@ -381,15 +422,32 @@ class Replay:
                 if ch:
                     self._changes(cid, ch)
             if run:
-                st, ch = apply_events(st, run, rejected=rejected, inplace=True)
-                self._first(cid, run, first)
-                if ch:
-                    self._changes(cid, ch)
+                st = self._run(cid, st, run, rejected)
             if st is not None:
                 states[cid] = st
         if rejected:
             for _, err in rejected:
-                self.rejected_events[f"{err.field}: {err.reason}"] += 1
+                self.rejected_events[f"{getattr(err, 'field', '?')}: {getattr(err, 'reason', err)}"] += 1
+
+    def _run(self, cid: str, st, run: list, rejected: list):
+        """Consecutive behaviour events of one contact: one `apply_events` call, as the worker does."""
+        from scoring.errors import ScoringError
+
+        try:
+            st, ch = self.model.apply_events(st, run, rejected=rejected, inplace=True)
+        except ScoringError:  # e.g. an empty contact id: no state can even be created
+            ch = []
+            for ev in run:
+                try:
+                    st, more = self.model.apply_event(st, ev)
+                except ScoringError as exc:
+                    rejected.append((ev, exc))
+                    continue
+                ch.extend(more)
+        self._first(cid, run, self.first_event)
+        if ch:
+            self._changes(cid, ch)
+        return st
 
     def _first(self, cid: str, run: list, first: dict) -> None:
         self.events += len(run)
@@ -493,13 +551,15 @@ def run_backtest(rules: list[tuple[str, object]], source: Source, chunks, *, by_
     replays = [Replay(label, r) for label, r in rules]
     t0 = time.perf_counter()
     latest = None
+    need_latest = end is None and source.end_hint is None
     for chunk in chunks:
         groups = group(chunk, by_time)
-        if chunk:
+        if chunk and need_latest:
             m = max(_time_of(it) for it in chunk)
             latest = m if latest is None or m > latest else latest
         for rp in replays:
             rp.feed(groups)
+        chunk = groups = None  # let this chunk go before the reader builds the next one
     t_replay = time.perf_counter() - t0
     end_at = end if end is not None else source.end_hint if source.end_hint is not None else latest
     if end_at is None:
@@ -518,6 +578,8 @@ def run_backtest(rules: list[tuple[str, object]], source: Source, chunks, *, by_
         "seconds": round(elapsed, 3),
         "replay_seconds": round(t_replay, 3),
         "records_per_s": round(events / elapsed) if elapsed > 0 else None,
+        "behaviour_events": replays[0].events,
+        "events_per_s": round(replays[0].events / elapsed) if elapsed > 0 else None,
     }
     if len(replays) == 2:
         result["diff"] = compare(replays[0], replays[1], sample)
@@ -526,6 +588,10 @@ def run_backtest(rules: list[tuple[str, object]], source: Source, chunks, *, by_
 
 
 # ============================================================================ outputs
+
+def _f1(x) -> str:
+    return "-" if x is None else f"{x:.1f}"
+
 
 def markdown(res: dict, chart: str | None) -> str:
     rs = res["rules"]
@@ -545,7 +611,8 @@ def markdown(res: dict, chart: str | None) -> str:
         f"* end instant (temperatures and stages): {res['end']}",
         f"* records read: {res['input'].get('records', 0):,}" + "".join(
             f"; {k}: {v:,}" for k, v in res["input"].items() if k != "records"),
-        f"* replayed in {res['seconds']:.1f} s ({res['records_per_s'] or 0:,} records/s)", "",
+        f"* replayed in {res['seconds']:.1f} s ({res['behaviour_events']:,} behaviour events, "
+        f"{res['events_per_s'] or 0:,} events/s)", "",
         "## Results", "", head, sep,
         row("rules file", lambda r: f"`{r['rules_source']}`"),
         row("contacts", lambda r: f"{r['contacts']:,}"),
@@ -579,7 +646,7 @@ def markdown(res: dict, chart: str | None) -> str:
             for s in d["sample"]:
                 a, b = s["a"] or {}, s["b"] or {}
                 lines.append(f"| `{s['contact_id']}` | {a.get('stage', '-')} | {b.get('stage', '-')} | "
-                             f"{a.get('score', '-')} | {b.get('score', '-')} |")
+                             f"{_f1(a.get('score'))} | {_f1(b.get('score'))} |")
     if chart:
         lines += ["", "## Chart", "", f"![daily MQLs and score distribution]({chart})"]
     return "\n".join(lines) + "\n"
@@ -616,11 +683,9 @@ def write_chart(res: dict, path: Path) -> None:
     allv = [s for lst in scores for s in lst]
     if allv:
         lo, hi = min(allv), max(allv)
-        lo = max(lo, -60.0)  # competitors sit near -100: keep the scale readable
         bins = list(range(int(lo // 5 * 5), int(hi // 5 * 5) + 10, 5))
-        for rp, lst in zip(replays, scores):
-            ax2.hist([max(s, lo) for s in lst], bins=bins, histtype="step", linewidth=1.8,
-                     label=f"{rp.label}: {rp.rules.version}")
+        for rp, lst, width in zip(replays, scores, (2.2, 1.4)):
+            ax2.hist(lst, bins=bins, histtype="step", linewidth=width, label=f"{rp.label}: {rp.rules.version}")
         for rp, style in zip(replays, ("-", "--")):
             ax2.axvline(rp.rules.mql_min_score, color="grey", linestyle=style, linewidth=1)
     ax2.set_yscale("log")
@@ -643,8 +708,9 @@ def print_human(res: dict) -> None:
     out = console()
     rs = res["rules"]
     out.print(f"backtest of {res['source']}")
-    out.print(f"  {res['input'].get('records', 0):,} records, {res['order']}, end instant {res['end']}, "
-              f"{res['seconds']:.1f} s ({res['records_per_s'] or 0:,} records/s)")
+    out.print(f"  {res['input'].get('records', 0):,} records ({res['behaviour_events']:,} behaviour events) in "
+              f"{res['order']}, replayed in {res['seconds']:.1f} s ({res['events_per_s'] or 0:,} events/s)")
+    out.print(f"  temperatures and stages at the end instant {res['end']}")
     cols = [f"{r['label']}: {r['rules_version']}" for r in rs]
     t = table("", *cols, right=tuple(cols))
 
@@ -667,7 +733,8 @@ def print_human(res: dict) -> None:
         out.print(f"stage differs for {d['stage_differs']:,} contacts (MQL under A only {d['mql_under_a_only']:,}, "
                   f"under B only {d['mql_under_b_only']:,}); temperature differs for {d['temperature_differs']:,}")
         if d["sample"]:
-            s = table("contact", "stage A", "stage B", "score A", "score B", right=("score A", "score B"))
+            s = table("contact", "stage A", "stage B", "score A", "score B", right=("score A", "score B"),
+                      nowrap=("contact", "stage A", "stage B"))
             for x in d["sample"][:10]:
                 a, b = x["a"] or {}, x["b"] or {}
                 s.add_row(x["contact_id"], a.get("stage", "-"), b.get("stage", "-"),
@@ -715,7 +782,7 @@ def add_parser(sub, common) -> None:
 
 
 def run(args) -> int:
-    from tools.common import (bootstrap_arg, check_broker, load_rules_arg, parse_instant, print_json,
+    from tools.common import (bootstrap_arg, check_broker, load_rules_arg, no_gc, parse_instant, print_json,
                               readable_file, settings, writable_path)
 
     rules = [("A", load_rules_arg(args.rules, "rules file"))]
@@ -737,17 +804,21 @@ def run(args) -> int:
     else:
         s = settings()
         topics = list(dict.fromkeys(args.topic))
+        optional = []
         for extra, default in ((args.profiles_topic, s.profiles_topic),
                                (args.qualifications_topic, s.qualifications_topic),
                                (args.erasures_topic, s.erasures_topic)):
-            name = default if extra is None else extra
-            if name and name not in topics:
-                topics.append(name)
+            if extra:  # named explicitly: must exist
+                if extra not in topics:
+                    topics.append(extra)
+            elif extra is None and default not in topics and default not in optional:
+                optional.append(default)
         bootstrap = bootstrap_arg(args.bootstrap)
         check_broker(bootstrap)
-        source, chunks = read_topics(bootstrap, topics, window)
+        source, chunks = read_topics(bootstrap, topics, optional, window)
         by_time = args.order != "delivery"
-    res = run_backtest(rules, source, chunks, by_time=by_time, end=to_ms, sample=args.sample)
+    with no_gc():
+        res = run_backtest(rules, source, chunks, by_time=by_time, end=to_ms, sample=args.sample)
     if chart:
         write_chart(res, chart)
         res["chart"] = str(chart)

@@ -43,14 +43,15 @@ def console(stderr: bool = False):
     return c
 
 
-def table(*columns: str, title: str | None = None, right: tuple[str, ...] = ()):
-    """A plain rich table (simple rules, no frame) with the given column headers."""
+def table(*columns: str, title: str | None = None, right: tuple[str, ...] = (), nowrap: tuple[str, ...] = ()):
+    """A plain rich table (simple rules, no frame) with the given column headers; `nowrap` columns
+    (names, numbers) are never cut, the others wrap on a narrow terminal."""
     from rich import box
     from rich.table import Table
 
     t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title=title, title_justify="left")
     for c in columns:
-        t.add_column(c, justify="right" if c in right else "left")
+        t.add_column(c, justify="right" if c in right else "left", no_wrap=c in nowrap or c in right)
     return t
 
 
@@ -71,6 +72,21 @@ def progress(description: str, total: float | None, *, enabled: bool = True) -> 
     with Progress(*columns, console=err, transient=True) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n=1: bar.advance(task, n)
+
+
+@contextmanager
+def no_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector: building millions of small, acyclic objects (events,
+    dicts) otherwise triggers full collections that rescan them all, again and again."""
+    import gc
+
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 # -- time ----------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from tools.common import BAD_INPUT, FAILED, CliError, iso
+from tools.common import BAD_INPUT, FAILED, CliError, duration, iso, now_ms
 
 FIELDS = ("contact_id", "at", "score", "engagement", "fit", "grade", "temperature", "stage", "explanation",
           "rules_version")
@@ -75,11 +75,13 @@ def render(data: dict, top: int | None = None) -> None:
     out = console()
     out.print(f"contact [bold]{data['contact_id']}[/bold]: score [bold]{data['score']:.1f}[/bold] "
               f"(engagement {data['engagement']:.1f} + fit {data['fit']:.1f}, grade {data['grade']})")
-    out.print(f"temperature [bold]{data['temperature']}[/bold], stage [bold]{data['stage']}[/bold], "
-              f"at {iso(data['at'])}, rules {data['rules_version']}")
+    ago = now_ms() - data["at"]
+    when = f"{iso(data['at'])} ({duration(ago)} ago)" if ago >= 60_000 else iso(data["at"])
+    out.print(f"temperature [bold]{data['temperature']}[/bold], stage [bold]{data['stage']}[/bold]; "
+              f"evaluated at {when}; rules {data['rules_version']}")
     parts = sorted(data["explanation"].items(), key=lambda kv: (-abs(kv[1]), kv[0]))
     total = sum(abs(v) for _, v in parts) or 1.0
-    t = table("rule", "contribution", "share", right=("contribution", "share"))
+    t = table("rule", "contribution", "share", right=("contribution", "share"), nowrap=("rule",))
     shown = parts if not top else parts[:top]
     for name, v in shown:
         colour = "green" if v > 0 else "red" if v < 0 else "dim"

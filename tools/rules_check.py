@@ -101,6 +101,7 @@ def render(d: dict, top: int) -> None:
     out.print(kv)
     rules = d["rules"][:top] if top else d["rules"]
     rt = table("rule", "event type", "when", "points", "base points", "cap", right=("points",),
+               nowrap=("rule", "event type", "base points"),
                title=f"rules by points ({len(rules)} of {len(d['rules'])})")
     for e in rules:
         when = ", ".join(f"{k} ~ {v}" for k, v in e["match"].items()) or "always"
@@ -118,7 +119,7 @@ def add_parser(sub, common) -> None:
 
     p = sub.add_parser("rules", parents=[common], help="work with scoring rules files",
                        description="Work with scoring rules files.")
-    rs = p.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
+    rs = p.add_subparsers(dest="rules_command", required=True)
     c = rs.add_parser("check", parents=[common], help="validate a rules file and describe what it would do",
                       description=__doc__.split("\n\n", 1)[1] if "\n\n" in __doc__ else __doc__,
                       formatter_class=argparse.RawDescriptionHelpFormatter)
