@@ -389,64 +389,56 @@ class Replay:
         self.end: int | None = None
 
     def feed(self, groups: dict[str, list]) -> None:
-        from scoring.errors import IllegalTransition, ScoringError
-
-        model = self.model
+        """Each contact's records in delivery order through `ScoringModel.apply_inputs`, the same
+        path the worker takes; an erasure forgets the contact and starts it from nothing."""
         states = self.states
-        rejected: list = []
         for cid, items in groups.items():
             st = states.get(cid)
-            run: list = []
+            segment: list = []
             for _, kind, obj in items:
-                if kind == EVENT:
-                    run.append(obj)
+                if kind == PROFILE or kind == QUALIFICATION or kind == EVENT:
+                    segment.append(obj)
                     continue
-                if run:
-                    st = self._run(cid, st, run, rejected)
-                    run = []
-                try:
-                    if kind == PROFILE:
-                        st, ch = model.apply_profile(st, obj)
-                    elif kind == QUALIFICATION:
-                        st, ch = model.apply_qualification(st, obj)
-                    else:
-                        st, ch = None, []
-                        states.pop(cid, None)
-                        self.erased += 1
-                except IllegalTransition as exc:
-                    self.refused_updates[f"{obj.action} on a {exc.from_stage}"] += 1
-                    continue
-                except ScoringError as exc:
-                    self.refused_updates[f"{KIND_NAMES[kind]}: {getattr(exc, 'field', '') or type(exc).__name__}"] += 1
-                    continue
-                if ch:
-                    self._changes(cid, ch)
-            if run:
-                st = self._run(cid, st, run, rejected)
+                self._apply(cid, st, segment)
+                segment = []
+                st = None
+                states.pop(cid, None)
+                self.erased += 1
+            st = self._apply(cid, st, segment)
             if st is not None:
                 states[cid] = st
-        if rejected:
-            for _, err in rejected:
-                self.rejected_events[f"{getattr(err, 'field', '?')}: {getattr(err, 'reason', err)}"] += 1
 
-    def _run(self, cid: str, st, run: list, rejected: list):
-        """Consecutive behaviour events of one contact: one `apply_events` call, as the worker does."""
-        from scoring.errors import ScoringError
+    def _apply(self, cid: str, st, inputs: list):
+        from scoring.errors import IllegalTransition, ScoringError
+        from scoring.events import BehaviourEvent
 
+        if not inputs:
+            return st
+        rejected: list = []
         try:
-            st, ch = self.model.apply_events(st, run, rejected=rejected, inplace=True)
-        except ScoringError:  # e.g. an empty contact id: no state can even be created
+            st, ch = self.model.apply_inputs(st, inputs, rejected=rejected, inplace=True)
+        except ScoringError:  # e.g. an empty contact id: no state can even be created; one by one
             ch = []
-            for ev in run:
+            for item in inputs:
                 try:
-                    st, more = self.model.apply_event(st, ev)
+                    st, more = self.model.apply_inputs(st, [item], rejected=rejected, inplace=True)
                 except ScoringError as exc:
-                    rejected.append((ev, exc))
+                    rejected.append((item, exc))
                     continue
                 ch.extend(more)
-        self._first(cid, run, self.first_event)
+        events = [x for x in inputs if type(x) is BehaviourEvent]
+        if events:
+            self._first(cid, events, self.first_event)
         if ch:
             self._changes(cid, ch)
+        for item, exc in rejected:
+            if type(item) is BehaviourEvent:
+                self.rejected_events[f"{getattr(exc, 'field', '?')}: {getattr(exc, 'reason', exc)}"] += 1
+            elif isinstance(exc, IllegalTransition):
+                self.refused_updates[f"{item.action} on a {exc.from_stage}"] += 1
+            else:
+                kind = PROFILE if hasattr(item, "updated_at") else QUALIFICATION
+                self.refused_updates[f"{KIND_NAMES[kind]}: {getattr(exc, 'field', '') or type(exc).__name__}"] += 1
         return st
 
     def _first(self, cid: str, run: list, first: dict) -> None:
