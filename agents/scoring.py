@@ -43,6 +43,8 @@ pipeline = Pipeline(
 schedule = CoolingSchedule()
 metrics.install(app, input_topics=topics.inputs.topics, rules_version=model.version,
                 timers_pending=lambda: len(schedule))
+
+
 def raw(event) -> RawMessage:
     m = event.message
     return RawMessage(m.topic, m.partition, m.offset, m.key, m.value, event)
