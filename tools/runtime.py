@@ -90,16 +90,24 @@ class Worker:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def ready(self) -> bool:
+        """The worker's own readiness endpoint: recovery done, partitions assigned, not rebalancing."""
+        try:
+            return self.get_json("/health/ready", timeout=2.0)[0] == 200
+        except (OSError, ValueError):
+            return False
+
     def wait_ready(self, timeout: float = 60.0) -> None:
-        """Ready = Faust says so and our own readiness endpoint agrees (assignment + recovery done)."""
+        """Until Faust says Ready and the readiness endpoint agrees."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc and self.proc.poll() is not None:
                 raise AssertionError(f"worker {self.name} exited {self.proc.returncode}:\n{self.log_text()[-4000:]}")
-            if "Ready" in self.log_text():
+            if "Ready" in self.log_text() and self.ready():
                 return
             time.sleep(0.2)
         raise AssertionError(f"worker {self.name} not ready in {timeout}s:\n{self.log_text()[-4000:]}")
+
 
     def get_json(self, path: str, timeout: float = 5.0) -> tuple[int, dict]:
         try:
@@ -153,3 +161,18 @@ async def consume(
     finally:
         await consumer.stop()
 
+
+def wait_group_stable(workers: list[Worker], settle: float = 2.0, timeout: float = 60.0) -> None:
+    """Until every worker has been ready for `settle` seconds in a row: a worker that joins makes the
+    others rebalance, and events produced in the middle of that are a different test."""
+    deadline = time.monotonic() + timeout
+    since = None
+    while time.monotonic() < deadline:
+        if all(w.ready() for w in workers):
+            since = since or time.monotonic()
+            if time.monotonic() - since >= settle:
+                return
+        else:
+            since = None
+        time.sleep(0.2)
+    raise AssertionError(f"workers {[w.name for w in workers]} not stable in {timeout}s")

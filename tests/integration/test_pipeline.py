@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from scoring import BehaviourEvent, ContactProfile, QualificationUpdate, ScoringModel, default_rules, load_rules
-from tests.support import Worker, codec, consume, decoder, event, produce, topic_env
+from tests.support import Worker, codec, consume, decoder, event, produce, topic_env, wait_group_stable
 
 pytestmark = pytest.mark.kafka
 HOUR = 3_600_000
@@ -279,6 +279,7 @@ async def test_the_other_worker_takes_over_with_state_intact(kafka_bootstrap, un
     try:
         w1.wait_ready()
         w2.wait_ready()
+        wait_group_stable([w1, w2])
         t0 = now_ms() - 12 * HOUR
         first = journeys(40, 5, seed=1, t0=t0)
         await produce(kafka_bootstrap, names["LEADPULSE_EVENTS_TOPIC"], first)
