@@ -108,7 +108,6 @@ class Worker:
             time.sleep(0.2)
         raise AssertionError(f"worker {self.name} not ready in {timeout}s:\n{self.log_text()[-4000:]}")
 
-
     def get_json(self, path: str, timeout: float = 5.0) -> tuple[int, dict]:
         try:
             with urllib.request.urlopen(self.url + path, timeout=timeout) as resp:
