@@ -39,6 +39,9 @@ bench-core: $(STAMP)  ## score updates per second of the pure scoring core, on o
 bench-pipeline: $(STAMP)  ## events/s of one worker draining 100k events over 10k contacts on the local broker
 	$(PY) bench/pipeline.py
 
+bench: $(STAMP)  ## side by side: raw aiokafka, naive Faust, leadpulse (and Quix if installed); results in bench/results/
+	$(PY) bench/compare.py
+
 bench-backtest: $(STAMP)  ## backtest speed on 1M simulated events (generated once into .leadpulse/bench)
 	$(PY) bench/backtest.py
 

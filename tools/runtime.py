@@ -4,6 +4,7 @@ CLI and the integration tests."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
 import signal
@@ -20,6 +21,16 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 ROOT = Path(__file__).resolve().parent.parent
+_started: list[subprocess.Popen] = []
+
+
+@atexit.register
+def _kill_orphans() -> None:
+    """A worker must not outlive the test run, demo or benchmark that started it, even one that
+    crashed before its own cleanup."""
+    for proc in _started:
+        if proc.poll() is None:
+            proc.kill()
 
 
 def free_port() -> int:
@@ -85,6 +96,7 @@ class Worker:
             [sys.executable, "-m", "agents", "worker", "-l", "info"],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
+        _started.append(self.proc)
         return self
 
     def log_text(self) -> str:
