@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import io
 import json
 import os
@@ -77,6 +78,17 @@ def log(msg: str) -> None:
 
 # -- processes -------------------------------------------------------------------------------------
 
+_STARTED: list[subprocess.Popen] = []
+
+
+@atexit.register
+def _kill_orphans() -> None:
+    """A contender never outlives the benchmark, even one that crashed before its own cleanup."""
+    for proc in _STARTED:
+        if proc.poll() is None:
+            proc.kill()
+
+
 class Proc:
     """A contender subprocess with its own log; ready when `marker` shows up in the log."""
 
@@ -90,6 +102,7 @@ class Proc:
         out = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
                                      start_new_session=True)
+        _STARTED.append(self.proc)
         return self
 
     def log_text(self) -> str:
@@ -359,12 +372,15 @@ async def latency_level(ctx, lifecycle_topic: str, rate: float, duration: float,
         await consumer.position(tp)
     probes: dict[str, tuple[int, bool]] = {}  # event id -> (occurred_at ms, counted)
     latencies: list[float] = []
+    to_publish: list[float] = []  # occurred_at → the worker's send of the change (Kafka CreateTime of the change)
     seen = 0
     prefix = f"lat-{tag}-".encode()
     producing_done = asyncio.Event()
 
+    last_probe_at = 0.0
+
     async def consume():
-        nonlocal seen
+        nonlocal seen, last_probe_at
         grace_end = None
         while True:
             batch = await consumer.getmany(timeout_ms=50)
@@ -377,15 +393,18 @@ async def latency_level(ctx, lifecycle_topic: str, rate: float, duration: float,
                     probe = probes.pop(rec["cause_event_id"], None)
                     if probe is not None:
                         seen += 1
+                        last_probe_at = time.perf_counter()
                         if probe[1]:
                             latencies.append(now - probe[0])
+                            to_publish.append(m.timestamp - probe[0])
             if producing_done.is_set():
-                grace_end = grace_end or time.monotonic() + 10.0
+                grace_end = grace_end or time.monotonic() + max(10.0, duration)
                 if not probes or time.monotonic() > grace_end:
                     return
 
     cons_task = asyncio.ensure_future(consume())
     before = proc_stats(worker_pid)
+    load0 = os.getloadavg()[0]
     while time.time() * 1000 < start_ms:
         await asyncio.sleep(0.001)
     t0 = time.perf_counter()
@@ -404,7 +423,8 @@ async def latency_level(ctx, lifecycle_topic: str, rate: float, duration: float,
                 futures.append(await producer.send(ctx["input"], key=item[0], value=item[1]))
                 i += 1
             await asyncio.sleep(0.002)
-        elapsed = time.perf_counter() - t0
+        produced_at = time.perf_counter()
+        elapsed = produced_at - t0
         await asyncio.gather(*futures)
         producing_done.set()
         await cons_task
@@ -415,6 +435,7 @@ async def latency_level(ctx, lifecycle_topic: str, rate: float, duration: float,
     cpu = proc_stats(worker_pid).cpu_s - before.cpu_s
     catch_up = await wait_caught_up(bootstrap, group, ctx["input"], ctx["partitions"])  # before the next level
     lat = sorted(latencies)
+    pub = sorted(to_publish)
     return {
         "target_rate": round(rate), "achieved_rate": round(n / elapsed), "seconds": round(elapsed, 1),
         "events": n, "probes": len(probe_ids), "probes_measured": len(lat), "seeding_s": round(seed_s, 1),
@@ -423,7 +444,14 @@ async def latency_level(ctx, lifecycle_topic: str, rate: float, duration: float,
         "p99_ms": round(percentile(lat, 0.99), 1) if lat else None,
         "p99_9_ms": round(percentile(lat, 0.999), 1) if lat else None,
         "max_ms": round(lat[-1], 1) if lat else None,
-        "worker_cpu_utilisation": round(cpu / elapsed, 2), "catch_up_s": round(catch_up, 1),
+        # the same split at the worker's send of the change (the change record's CreateTime): before it, the
+        # input side and the worker; after it, the producer → broker → consumer hop
+        "to_worker_send_p50_ms": percentile(pub, 0.50), "to_worker_send_p99_ms": percentile(pub, 0.99),
+        "worker_cpu_utilisation": round(cpu / elapsed, 2),
+        "loadavg_1m": [round(load0, 2), round(os.getloadavg()[0], 2)],  # the machine is shared: read with these
+        # how far behind the worker was when the producer stopped: the last probe's change arrived this long after
+        "last_change_after_producing_s": round(max(0.0, last_probe_at - produced_at), 2),
+        "catch_up_s": round(catch_up, 1),  # then until every input was committed (mostly the 1 s commit interval)
     }
 
 
@@ -651,6 +679,12 @@ def run_leadpulse(args, ctx, contenders: dict) -> None:
         lp = drain("leadpulse", w.proc, w, names["LEADPULSE_APP_ID"], args, ctx, stop=False)
         contenders["leadpulse"] = lp
         if args.latency_seconds > 0:  # the same worker, its backlog drained
+            # what the worker burns with no input at all (Faust's loops, the cooling timer catching up with
+            # the contacts just scored): the latency levels below run on top of it
+            c0, t0 = proc_stats(w.proc.pid).cpu_s, time.perf_counter()
+            time.sleep(5)
+            lp["idle_cpu_utilisation_after_drain"] = round((proc_stats(w.proc.pid).cpu_s - c0) / (time.perf_counter() - t0), 2)
+            log(f"latency: idle worker CPU after the drain {lp['idle_cpu_utilisation_after_drain']}")
             levels = []
             lp["latency"] = levels
             for frac in (0.25, 0.50, 0.75):
@@ -835,8 +869,8 @@ def markdown(res: dict) -> str:
         f"produced once; one worker process per contender, one after the other, on the local broker. "
         f"Machine: {m['cpus']} CPUs, shared (load average {m['loadavg_at_start'][0]} at start, "
         f"{m.get('loadavg_at_end', ['?'])[0]} at end).", "",
-        "| contender | events/s (sustained) | first→done | from ready | CPU s / 1k events | events / CPU s | peak RSS MB | broker CPU s / 1k |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| contender | events/s (sustained) | first→done | from ready | CPU s / 1k events | events / CPU s | peak RSS MB | broker CPU s / 1k | machine load avg |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for key in ("raw", "naive", "quix", "leadpulse"):
         if key not in c:
@@ -845,19 +879,25 @@ def markdown(res: dict) -> str:
         partial = "" if r.get("complete", True) else f" (partial: {r['consumed']:,} events)"
         lines.append(f"| {LABELS[key]}{partial} | {r['events_per_s']:,} | {r.get('first_to_done_events_per_s') or 0:,} | "
                      f"{r.get('from_ready_events_per_s', 0):,} | {r.get('cpu_s_per_1k_events')} | "
-                     f"{r.get('events_per_cpu_s') or 0:,} | {r.get('peak_rss_mb')} | {r.get('broker_cpu_s_per_1k_events')} |")
+                     f"{r.get('events_per_cpu_s') or 0:,} | {r.get('peak_rss_mb')} | {r.get('broker_cpu_s_per_1k_events')} | "
+                     f"{'→'.join(str(x) for x in r.get('loadavg_1m', [])) or '—'} |")
     if "quix" not in c:
-        lines.append(f"| {LABELS['quix']} | skipped: {res.get('quix_skipped', 'not run')} | | | | | | |")
+        lines.append(f"| {LABELS['quix']} | skipped: {res.get('quix_skipped', 'not run')} | | | | | | | |")
     lines += ["", "Ratios: " + ", ".join(f"{k} = {v}" for k, v in res["ratios"].items() if v is not None), ""]
     lp = c.get("leadpulse", {})
     if lp.get("latency"):
-        lines += ["## leadpulse: produce → LifecycleChange latency", "",
-                  "| load | target events/s | achieved | p50 ms | p99 ms | p99.9 ms | max ms | probes (missing) | worker CPU | catch-up after, s |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        idle = lp.get("idle_cpu_utilisation_after_drain")
+        lines += ["## leadpulse: produce → LifecycleChange latency", ""]
+        if idle is not None:
+            lines += [f"Worker CPU with no input, in the 5 s after the drain: {idle} of a core.", ""]
+        lines += [
+                  "| load | target events/s | achieved | p50 ms | p99 ms | p99.9 ms | max ms | probes (missing) | worker CPU | last change after producing stopped, s | machine load avg |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for lv in lp["latency"]:
             lines.append(f"| {lv['fraction_of_max']:.0%} | {lv['target_rate']:,} | {lv['achieved_rate']:,} | {lv['p50_ms']} | "
                          f"{lv['p99_ms']} | {lv['p99_9_ms']} | {lv['max_ms']} | {lv['probes_measured']} ({lv['probes_missing']}) | "
-                         f"{lv['worker_cpu_utilisation']} | {lv['catch_up_s']} |")
+                         f"{lv['worker_cpu_utilisation']} | {lv.get('last_change_after_producing_s', '—')} | "
+                         f"{'→'.join(str(x) for x in lv.get('loadavg_1m', [])) or '—'} |")
         lines.append("")
     if lp.get("recovery"):
         rec = lp["recovery"]
