@@ -19,6 +19,7 @@ States are never mutated in place unless ``inplace=True`` is passed to ``apply_e
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from collections.abc import Iterable, Sequence
 from hashlib import blake2b
 
@@ -41,6 +42,9 @@ _MAX_TIME = 1 << 62
 _B2_8 = blake2b(digest_size=8)  # copying a ready state is ~1/3 cheaper than the constructor
 
 
+SCORE_TOLERANCE = 1e-9  # points
+
+
 def event_hash(event_id: str) -> bytes:
     """8-byte id hash kept in the dedup memory (blake2b: stable across processes/versions)."""
     h = _B2_8.copy()
@@ -55,8 +59,11 @@ class ScoringModel:
         self.rules = rules if rules is not None else default_rules()
         self.version = self.rules.version
         self._eng = Engagement(self.rules)
-        self._temp = self.rules.temperature
-        self._mql = self.rules.mql_min_score
+        # A score within float rounding of a threshold has reached it: one 30-point event evaluated
+        # at its own instant can come out as 29.999999999999996 through the reference-frame sums.
+        t = self.rules.temperature
+        self._temp = replace(t, warm=t.warm - SCORE_TOLERANCE, hot=t.hot - SCORE_TOLERANCE)
+        self._mql = self.rules.mql_min_score - SCORE_TOLERANCE
         self._min_grade = self.rules.mql_min_grade
         self._frameworks = self.rules.frameworks
         self._fw_criteria = self.rules.framework_criteria()

@@ -48,3 +48,11 @@ def test_refused_inputs_are_collected_and_the_rest_applied():
     assert model.snapshot(state) == model.snapshot(one_by_one(EVENTS)[0])
     with pytest.raises(IllegalTransition):
         model.apply_inputs(None, [won_too_early, *EVENTS])
+
+
+def test_an_event_worth_exactly_the_threshold_reaches_it_whatever_its_timestamp():
+    """Float rounding in the decay sums must not leave a 30-point demo request at 29.999… (cold)."""
+    for i in range(500):
+        state, changes = model.apply_events(None, [BehaviourEvent(f"d{i}", "c", "demo_request", T0 + i * 7919, {})])
+        assert model.snapshot(state).temperature == "warm", i
+        assert [(c.from_value, c.to_value) for c in changes] == [("cold", "warm")]
