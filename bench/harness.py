@@ -38,13 +38,18 @@ def broker():
     if configured:
         yield configured
         return
+    import shutil
+
     from streams.localkafka import LocalKafka
 
-    k = LocalKafka(state_dir=ROOT / ".leadpulse" / "bench-kafka")
+    # One broker per benchmark process: two benchmarks must not share (and stop) each other's broker.
+    state = ROOT / ".leadpulse" / f"bench-kafka-{os.getpid()}"
+    k = LocalKafka(state_dir=state)
     try:
         yield k.start()
     finally:
         k.stop()
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def dataset(n_events: int, n_contacts: int, seed: int = 7, span_days: float = 20.0) -> list[tuple[bytes, bytes]]:
