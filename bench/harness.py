@@ -78,7 +78,11 @@ async def create_topics(bootstrap: str, names: list[str], partitions: int) -> No
         await admin.close()
 
 
-async def produce_all(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> float:
+async def produce_all(bootstrap: str, topic: str, records, partitions: int | None = None) -> float:
+    """Produce (key, value) pairs, keyed; with `partitions`, each to the partition Faust and the
+    Java client pick for its key (murmur2), stated explicitly."""
+    from aiokafka.partitioner import murmur2
+
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 * 1024,
                                 acks=1)
     await producer.start()
@@ -86,7 +90,8 @@ async def produce_all(bootstrap: str, topic: str, records: list[tuple[bytes, byt
     try:
         pending = []
         for k, v in records:
-            pending.append(await producer.send(topic, value=v, key=k))
+            p = None if partitions is None else (murmur2(k) & 0x7FFFFFFF) % partitions
+            pending.append(await producer.send(topic, value=v, key=k, partition=p))
             if len(pending) >= 20_000:
                 await asyncio.gather(*pending)
                 pending = []
