@@ -19,10 +19,13 @@ Python::
     kafka = LocalKafka()              # or LocalKafka(state_dir=tmp_path, port=..., extra_properties={...})
     bootstrap = kafka.start()         # "127.0.0.1:PORT"; idempotent
     kafka.stop()
+    # authenticated: SASL_PLAINTEXT + SCRAM-SHA-512 (SASL_SSL with tls=make_tls_files(dir))
+    kafka = LocalKafka.with_scram("leadpulse", password, state_dir=tmp_path)
 
 CLI::
 
     python -m streams.localkafka start|stop|status|wipe [--dir D] [--port P] [--json] [--timeout S]
+        [--scram-user U --scram-password-file F]     (start: an authenticated SASL_PLAINTEXT listener)
 
 Environment: LEADPULSE_KAFKA_DIR (state dir), LEADPULSE_KAFKA_PORT (fixed port),
 LEADPULSE_KAFKA_VERSION (default 4.1.1), LEADPULSE_KAFKA_CACHE (jar cache root),
@@ -42,15 +45,17 @@ import shlex
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
-__all__ = ["LocalKafka", "LocalKafkaError", "main"]
+__all__ = ["LocalKafka", "LocalKafkaError", "TlsFiles", "main", "make_tls_files"]
 
 DEFAULT_KAFKA_VERSION = "4.1.1"
 SCALA_VERSION = "2.13"
@@ -254,11 +259,17 @@ def new_cluster_id() -> str:
 # ----------------------------------------------------------------- Kafka wire probe
 
 
-def _kafka_request(port: int, api_key: int, api_version: int, body: bytes, timeout: float) -> bytes:
+def _kafka_request(port: int, api_key: int, api_version: int, body: bytes, timeout: float,
+                   tls: bool = False) -> bytes:
     client_id = b"leadpulse-localkafka"
     header = struct.pack(">hhih", api_key, api_version, 0x4C50, len(client_id)) + client_id
     payload = header + body
-    with socket.create_connection((HOST, port), timeout=timeout) as s:
+    with socket.create_connection((HOST, port), timeout=timeout) as raw:
+        s = raw
+        if tls:  # readiness only: whose certificate it is does not matter here
+            ctx = ssl.create_default_context()
+            ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+            s = ctx.wrap_socket(raw)
         s.settimeout(timeout)
         s.sendall(struct.pack(">i", len(payload)) + payload)
         size_raw = _recv_exact(s, 4)
@@ -299,9 +310,9 @@ def probe_metadata(port: int, timeout: float = 2.0) -> list[tuple[int, str, int]
     return brokers
 
 
-def probe_api_versions(port: int, timeout: float = 2.0) -> bool:
+def probe_api_versions(port: int, timeout: float = 2.0, tls: bool = False) -> bool:
     """ApiVersions v0 (answered even before SASL authentication); True if error_code == 0."""
-    data = _kafka_request(port, 18, 0, b"", timeout)
+    data = _kafka_request(port, 18, 0, b"", timeout, tls)
     (error_code,) = struct.unpack_from(">h", data, 0)
     return error_code == 0
 
@@ -336,6 +347,43 @@ class LocalKafka:
         self.pid_path = self.state_dir / "kafka.pid"
         self.bootstrap_path = self.state_dir / "bootstrap"
         self._port: int | None = None
+
+    @classmethod
+    def with_scram(cls, username: str, password: str, state_dir: Path | str | None = None,
+                   port: int | None = None, *, mechanism: str = "SCRAM-SHA-512",
+                   tls: "TlsFiles | None" = None, extra_properties: Mapping[str, object] | None = None,
+                   format_args: Sequence[str] = (), version: str | None = None) -> "LocalKafka":
+        """A broker whose client listener is SASL_PLAINTEXT (SASL_SSL with ``tls``) with SCRAM only.
+
+        KRaft keeps SCRAM credentials in its metadata, so ``username``/``password`` are created when
+        the data dir is first formatted (an already formatted state dir keeps its old credentials).
+        The broker authenticates to itself with them (inter-broker traffic uses the same listener),
+        so no advertised listener accepts an unauthenticated client; the controller listener stays
+        PLAINTEXT on 127.0.0.1. The readiness probe uses ApiVersions, answered before authentication.
+        """
+        if mechanism not in ("SCRAM-SHA-512", "SCRAM-SHA-256"):
+            raise LocalKafkaError(f"SCRAM mechanism {mechanism!r}: expected SCRAM-SHA-512 or SCRAM-SHA-256")
+        for what, value in (("user name", username), ("password", password)):
+            if not re.fullmatch(r'[^\s",=\[\];\\]+', value or ""):
+                # They go into `kafka-storage format --add-scram` and a JAAS line unquoted/quoted as is.
+                raise LocalKafkaError(f"SCRAM {what}: must be non-empty, without spaces or any of \" , = [ ] ; \\")
+        jaas = (f'org.apache.kafka.common.security.scram.ScramLoginModule required '
+                f'username="{username}" password="{password}";')
+        name = "SASL_SSL" if tls else "SASL_PLAINTEXT"
+        props = {
+            "listeners": f"{name}://{HOST}:{{port}},CONTROLLER://{HOST}:{{controller_port}}",
+            "advertised.listeners": f"{name}://{HOST}:{{port}}",
+            "inter.broker.listener.name": name,
+            "sasl.enabled.mechanisms": mechanism,
+            "sasl.mechanism.inter.broker.protocol": mechanism,
+            f"listener.name.{name.lower()}.{mechanism.lower()}.sasl.jaas.config": jaas,
+        }
+        if tls:  # PEM files straight from openssl; the broker verifies itself (inter-broker) with the CA
+            props.update({"ssl.keystore.type": "PEM", "ssl.keystore.location": str(tls.keystore),
+                          "ssl.truststore.type": "PEM", "ssl.truststore.location": str(tls.ca)})
+        props.update(extra_properties or {})
+        scram = ["--add-scram", f"{mechanism}=[name={username},password={password}]"]
+        return cls(state_dir, port, props, format_args=[*scram, *format_args], version=version)
 
     def __repr__(self) -> str:
         return f"LocalKafka(state_dir={str(self.state_dir)!r}, bootstrap={self.bootstrap!r})"
@@ -609,10 +657,10 @@ class LocalKafka:
         try:
             if kind == "PLAINTEXT":
                 return any(node == NODE_ID for node, _, _ in probe_metadata(port))
-            if kind == "SASL_PLAINTEXT":
-                return probe_api_versions(port)
+            if kind in ("SASL_PLAINTEXT", "SASL_SSL", "SSL"):
+                return probe_api_versions(port, tls=kind.endswith("SSL"))
             with socket.create_connection((HOST, port), timeout=2.0):
-                return True  # SSL: a TCP accept is the best we can do without certificates
+                return True  # an unknown protocol: a TCP accept is the best we can do
         except (OSError, struct.error, UnicodeDecodeError):
             return False
 
@@ -688,7 +736,7 @@ class LocalKafka:
                "-c", str(self.properties_path), *self.format_args]
         self._rotate_log()
         with open(self.log_path, "ab") as log:
-            log.write(f"=== leadpulse localkafka: formatting {self.data_dir} ===\n$ {shlex.join(cmd)}\n".encode())
+            log.write(f"=== leadpulse localkafka: formatting {self.data_dir} ===\n$ {_redacted(cmd)}\n".encode())
         res = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              timeout=120)
         out = res.stdout.decode("utf-8", "replace")
@@ -739,6 +787,45 @@ class LocalKafka:
                                       f"within {timeout:.0f}s (stopped it); see {self.log_path}",
                                       log_tail=_tail(self.log_path, 20))
             time.sleep(0.2)
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    ca: Path        # the CA certificate clients trust (KAFKA_SSL_CAFILE)
+    keystore: Path  # the broker's private key and certificate chain, PEM
+
+
+def make_tls_files(directory: Path | str, host: str = HOST) -> TlsFiles:
+    """A throw-away CA and a broker certificate for ``host`` (IP and DNS SAN), made with openssl:
+    enough for a TLS listener in tests and demos, never for anything else."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise LocalKafkaError("openssl not found: install it (apt-get install openssl) to make test certificates")
+    san = f"subjectAltName=IP:{host},DNS:localhost" if re.fullmatch(r"[\d.]+", host) else f"subjectAltName=DNS:{host}"
+    steps = [
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "7", "-subj", "/CN=leadpulse test CA",
+         "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+         "-keyout", "ca.key", "-out", "ca.pem"],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={host}", "-keyout", "broker.key", "-out", "broker.csr"],
+        ["x509", "-req", "-in", "broker.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "7",
+         "-extfile", "broker.ext", "-out", "broker.crt"],
+    ]
+    (d / "broker.ext").write_text(f"{san}\nextendedKeyUsage=serverAuth,clientAuth\n")
+    for args in steps:
+        res = subprocess.run([openssl, *args], cwd=d, capture_output=True, text=True, timeout=60)
+        if res.returncode != 0:
+            raise LocalKafkaError(f"openssl {args[0]} failed: {_cause_line(res.stderr)}")
+    keystore = d / "broker.pem"  # Kafka's PEM keystore: PKCS#8 key, then the certificate
+    keystore.write_text((d / "broker.key").read_text() + (d / "broker.crt").read_text())
+    keystore.chmod(0o600)
+    return TlsFiles(ca=d / "ca.pem", keystore=keystore)
+
+
+def _redacted(cmd: Sequence[str]) -> str:
+    """The command line for the log, with `--add-scram ...password=...` values masked."""
+    return re.sub(r"(password=)[^,\]\s']*", r"\1***", shlex.join(cmd))
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -860,9 +947,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=None, help="broker port (default: $LEADPULSE_KAFKA_PORT or free)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="start timeout in seconds")
     parser.add_argument("--json", action="store_true", help="print the status as JSON")
+    parser.add_argument("--scram-user", default=None,
+                        help="start: a SASL_PLAINTEXT SCRAM-SHA-512 listener for this user (the credentials are "
+                             "created when the state dir is first formatted)")
+    parser.add_argument("--scram-password-file", type=Path, default=None,
+                        help="start: the file holding that user's password (trailing newline ignored)")
     args = parser.parse_args(argv)
+    if bool(args.scram_user) != bool(args.scram_password_file):
+        parser.error("--scram-user and --scram-password-file go together")
     try:
-        kafka = LocalKafka(state_dir=args.dir, port=args.port)
+        if args.scram_user:
+            try:
+                password = args.scram_password_file.read_text().rstrip("\r\n")
+            except OSError as exc:
+                raise LocalKafkaError(f"--scram-password-file {args.scram_password_file}: {exc.strerror}") from None
+            kafka = LocalKafka.with_scram(args.scram_user, password, args.dir, args.port)
+        else:
+            kafka = LocalKafka(state_dir=args.dir, port=args.port)
         if args.command == "start":
             bootstrap = kafka.start(timeout=args.timeout)
             print(json.dumps(kafka.status()) if args.json else bootstrap)

@@ -227,7 +227,8 @@ async def _read_topics(bootstrap: str, topics: list[str], optional: list[str], w
     from streams.codec import HEADER, DecodeError, _record_name, codec_from_env
     from tools.common import settings
 
-    codec = codec_from_env(settings().schema_registry_url)
+    s = settings()
+    codec = codec_from_env(s.schema_registry_url)
     behaviour, profile, qualification = _converters(False)
     kinds = {"BehaviourEvent": (EVENT, behaviour), "ContactProfile": (PROFILE, profile),
              "QualificationUpdate": (QUALIFICATION, qualification),
@@ -235,7 +236,7 @@ async def _read_topics(bootstrap: str, topics: list[str], optional: list[str], w
     names: dict[int, str] = {}
     counts: Counter = Counter()
     items: list = []
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000, **s.kafka_client_kwargs())
     try:
         await asyncio.wait_for(admin.start(), 30)
         try:
@@ -257,7 +258,8 @@ async def _read_topics(bootstrap: str, topics: list[str], optional: list[str], w
     tps = [TopicPartition(t, p) for t in topics for p in parts.get(t, ())]
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
                                 isolation_level="read_committed", auto_offset_reset="earliest",
-                                request_timeout_ms=30_000, max_partition_fetch_bytes=8 * 1024 * 1024)
+                                request_timeout_ms=30_000, max_partition_fetch_bytes=8 * 1024 * 1024,
+                                **s.kafka_client_kwargs())
     try:
         await asyncio.wait_for(consumer.start(), 30)
     except (KafkaError, OSError, asyncio.TimeoutError) as exc:
@@ -774,7 +776,7 @@ def add_parser(sub, common) -> None:
 
 
 def run(args) -> int:
-    from tools.common import (bootstrap_arg, check_broker, load_rules_arg, no_gc, parse_instant, print_json,
+    from tools.common import (bootstrap_arg, check_kafka, load_rules_arg, no_gc, parse_instant, print_json,
                               readable_file, settings, writable_path)
 
     rules = [("A", load_rules_arg(args.rules, "rules file"))]
@@ -806,7 +808,7 @@ def run(args) -> int:
             elif extra is None and default not in topics and default not in optional:
                 optional.append(default)
         bootstrap = bootstrap_arg(args.bootstrap)
-        check_broker(bootstrap)
+        check_kafka(bootstrap)
         source, chunks = read_topics(bootstrap, topics, optional, window)
         by_time = args.order != "delivery"
     with no_gc():

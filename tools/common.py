@@ -211,6 +211,21 @@ def check_broker(bootstrap: str, timeout: float = 3.0) -> None:
                    f"(start one with `leadpulse kafka start`)")
 
 
+def check_kafka(bootstrap: str) -> None:
+    """`check_broker`, then one connection the way the tool's clients will make it (TLS, SASL):
+    wrong or missing credentials are one line here rather than aiokafka's "Unable to bootstrap"."""
+    import asyncio
+    import dataclasses
+
+    from streams.preflight import PreflightError, check_kafka as preflight_kafka
+
+    check_broker(bootstrap)
+    try:
+        asyncio.run(preflight_kafka(dataclasses.replace(settings(), bootstrap_servers=bootstrap)))
+    except PreflightError as exc:
+        raise CliError(str(exc)) from None
+
+
 def print_json(obj) -> None:
     import json
 

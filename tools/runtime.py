@@ -20,6 +20,8 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from streams.settings import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
 _started: list[subprocess.Popen] = []
 
@@ -141,8 +143,14 @@ class Worker:
         self.stop(signal.SIGKILL)
 
 
+def client_kwargs() -> dict:
+    """Credentials and TLS of plain clients: from the environment, like the worker's."""
+    return Settings.from_env().kafka_client_kwargs()
+
+
 async def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, enable_idempotence=True)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, enable_idempotence=True,
+                                **client_kwargs())
     await producer.start()
     try:
         futures = [await producer.send(topic, key=k, value=v) for k, v in records]
@@ -157,7 +165,7 @@ async def consume(
     """Read `topic` from the start (read_committed) until `until(records)` is true or time runs out."""
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
-        isolation_level="read_committed", group_id=None,
+        isolation_level="read_committed", group_id=None, **client_kwargs(),
     )
     await consumer.start()
     got: list = []

@@ -755,7 +755,7 @@ async def produce(sim: Simulation, bootstrap: str, rate: float, *, show_progress
     codec = codec_from_env(s.schema_registry_url)
     topics = (s.events_topic, s.profiles_topic, s.qualifications_topic)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=10, enable_idempotence=True,
-                                max_batch_size=256 * 1024, request_timeout_ms=30_000)
+                                max_batch_size=256 * 1024, request_timeout_ms=30_000, **s.kafka_client_kwargs())
     try:
         await asyncio.wait_for(producer.start(), 30)
     except (KafkaError, OSError, asyncio.TimeoutError) as exc:
@@ -831,7 +831,7 @@ def _formatter():
 
 
 def run(args) -> int:
-    from tools.common import (bootstrap_arg, check_broker, console, load_rules_arg, no_gc, parse_instant, print_json,
+    from tools.common import (bootstrap_arg, check_kafka, console, load_rules_arg, no_gc, parse_instant, print_json,
                               writable_path)
 
     cfg = SimConfig(contacts=args.contacts, events=args.events, days=args.days, bots=args.bots,
@@ -848,7 +848,7 @@ def run(args) -> int:
     else:
         path = None
         bootstrap = bootstrap_arg(args.bootstrap)
-        check_broker(bootstrap)
+        check_kafka(bootstrap)
     t0 = time.perf_counter()
     with no_gc():
         sim = simulate(cfg)
