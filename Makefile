@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-unit test-deps demo bench-core bench-pipeline bench-backtest bench test-tools worker dashboard kafka-start kafka-stop kafka-status clean
+.PHONY: help venv test test-unit test-deps demo chaos bench-core bench-pipeline bench-backtest bench test-tools worker dashboard kafka-start kafka-stop kafka-status clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -31,6 +31,11 @@ demo: $(STAMP)  ## local broker + worker + a few contacts walking from cold to h
 
 test-deps:  ## prometheus + promtool for tests/observability (apt-get as root; idempotent)
 	deploy/install-test-deps.sh
+
+chaos: $(STAMP)  ## fault injection: 200k events, SIGKILLed workers, a broker restart, 10k malformed, 1M fuzzed (both guarantees)
+	@mkdir -p bench/results
+	$(PY) -m tools.chaos --profile full --guarantee at_least_once --json bench/results/chaos-at_least_once.json
+	$(PY) -m tools.chaos --profile full --guarantee exactly_once --json bench/results/chaos-exactly_once.json
 
 bench-core: $(STAMP)  ## score updates per second of the pure scoring core, on one core
 	@mkdir -p bench/results

@@ -44,12 +44,14 @@ class RawMessage:
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """An encoded record to publish; `partition` is set where it must equal the source's."""
+    """An encoded record to publish. `partition`: the contact's, which is its source message's (all
+    topics are co-partitioned), so the record joins that partition's transaction under exactly_once."""
 
     key: bytes | None
     value: bytes | None
     partition: int | None = None
     topic: str | None = None  # only for re-keyed inputs, which go back to their own topic
+    source: int | None = None  # re-keyed inputs: the partition they came from (whose transaction they join)
 
 
 @dataclass
@@ -102,7 +104,8 @@ def snapshot_record(snap) -> dict:
     }
 
 
-def _to_domain(kind: str, rec: dict):
+def to_domain(kind: str, rec: dict):
+    """A decoded Avro record of the given input kind as the core's value object."""
     if kind == EVENTS:
         return BehaviourEvent(
             event_id=rec["event_id"], contact_id=rec["contact_id"], event_type=rec["event_type"],
@@ -117,6 +120,9 @@ def _to_domain(kind: str, rec: dict):
 
 
 _VALIDATE = {EVENTS: validate_event, PROFILES: validate_profile, QUALIFICATIONS: validate_qualification}
+
+
+DEAD_LETTER_HEADROOM = 64 * 1024  # for the dead letter's own fields and the record overhead
 
 
 class EraseRequestInvalid(ScoringError):
@@ -136,6 +142,7 @@ class Pipeline:
         kinds: dict[str, str],
         clock: Callable[[], int] = now_ms,
         focus: Callable[[RawMessage], None] | None = None,
+        max_dead_letter_bytes: int = 8 * 1024 * 1024 - DEAD_LETTER_HEADROOM,
     ):
         self.codec = codec
         self.model = model
@@ -145,11 +152,18 @@ class Pipeline:
         # Called with a contact's source message before its state is read or written: a partitioned
         # store (Faust's) must know which partition the contact lives in.
         self.focus = focus or (lambda msg: None)
+        # An original value larger than this is kept truncated, and the reason says so: a dead letter
+        # the producer or the topic refuses would stop the worker.
+        self.max_dead_letter_bytes = max_dead_letter_bytes
 
     # -- decoding ---------------------------------------------------------------------------------
 
     def dead_letter(self, msg: RawMessage, error: Exception, at: int, out: Outputs) -> None:
         cls = type(error).__name__
+        original, reason = msg.value, getattr(error, "reason", None) or str(error)
+        if original is not None and len(original) > self.max_dead_letter_bytes:
+            reason += f" (original value of {len(original)} bytes truncated to its first {self.max_dead_letter_bytes})"
+            original = original[: self.max_dead_letter_bytes]
         value = self.codec.encode(
             "DeadLetter",
             {
@@ -157,10 +171,10 @@ class Pipeline:
                 "source_partition": msg.partition,
                 "source_offset": msg.offset,
                 "original_key": msg.key,
-                "original_value": msg.value,
+                "original_value": original,
                 "error_class": cls,
                 "field": getattr(error, "field", None),
-                "reason": getattr(error, "reason", None) or str(error),
+                "reason": reason,
                 "failed_at": at,
             },
         )
@@ -177,7 +191,7 @@ class Pipeline:
         for msg in messages:
             kind = kinds[msg.topic]
             try:
-                value = _to_domain(kind, decode(RECORD_OF[kind], msg.value))
+                value = to_domain(kind, decode(RECORD_OF[kind], msg.value))
                 if kind == ERASURES:
                     if not value["contact_id"].strip():
                         raise EraseRequestInvalid("contact_id", "empty")
@@ -191,7 +205,7 @@ class Pipeline:
             if msg.key != contact_id.encode():
                 # Keyed otherwise (or not keyed): send it back to its topic keyed by contact, so it
                 # lands in the partition that owns the contact's state.
-                out.rekeyed.append(Record(contact_id.encode(), msg.value, None, msg.topic))
+                out.rekeyed.append(Record(contact_id.encode(), msg.value, None, msg.topic, msg.partition))
                 continue
             label = value.event_type if kind == EVENTS else kind
             consumed[label] = consumed.get(label, 0) + 1
@@ -233,13 +247,14 @@ class Pipeline:
             if state is None:
                 if erased:
                     table.pop(key, None)
-                    out.scores.append(Record(key, None))  # tombstone: CRMs forget the contact too
+                    out.scores.append(Record(key, None, source.partition))  # tombstone: CRMs forget the contact too
                     out.touched.append((source.partition, contact_id, None))
             else:
                 table[key] = model.encode_state(state)
-                out.scores.append(Record(key, self.codec.encode("ScoreSnapshot", snapshot_record(model.snapshot(state)))))
+                out.scores.append(Record(key, self.codec.encode("ScoreSnapshot", snapshot_record(model.snapshot(state))),
+                                         source.partition))
                 out.touched.append((source.partition, contact_id, model.next_cooling_at(state)))
-            self._publish(key, changes, out)
+            self._publish(key, source.partition, changes, out)
         return out
 
     def _apply(self, state, segment: list, changes: list, out: Outputs, now: int):
@@ -260,10 +275,10 @@ class Pipeline:
                 lags.append(now - value.occurred_at)
         return state
 
-    def _publish(self, key: bytes, changes: list, out: Outputs) -> None:
+    def _publish(self, key: bytes, partition: int, changes: list, out: Outputs) -> None:
         encode = self.codec.encode
         for change in changes:
-            out.lifecycle.append(Record(key, encode("LifecycleChange", change_record(change))))
+            out.lifecycle.append(Record(key, encode("LifecycleChange", change_record(change)), partition))
         out.changes.extend(changes)
 
     # -- time -------------------------------------------------------------------------------------
@@ -280,6 +295,7 @@ class Pipeline:
                 continue
             state, changes = model.advance(model.decode_state(raw), now)
             table[key] = model.encode_state(state)
-            out.scores.append(Record(key, self.codec.encode("ScoreSnapshot", snapshot_record(model.snapshot(state)))))
+            out.scores.append(Record(key, self.codec.encode("ScoreSnapshot", snapshot_record(model.snapshot(state))),
+                                     tick.partition))
             out.touched.append((tick.partition, contact_id, model.next_cooling_at(state)))
-            self._publish(key, changes, out)
+            self._publish(key, tick.partition, changes, out)

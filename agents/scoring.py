@@ -15,7 +15,8 @@ from faust.streams import _current_event
 from faust.web import Request, Response, View
 
 from agents.cooling import CoolingSchedule
-from agents.pipeline import EVENTS, ERASURES, PROFILES, QUALIFICATIONS, Outputs, Pipeline, RawMessage, now_ms, snapshot_record
+from agents.pipeline import DEAD_LETTER_HEADROOM, EVENTS, ERASURES, PROFILES, QUALIFICATIONS, Outputs, Pipeline, RawMessage, now_ms, snapshot_record
+from agents.writebehind import WriteBehind
 from streams import metrics
 from streams.app import app, codec, contacts, model, settings, topics
 
@@ -25,14 +26,24 @@ log = logging.getLogger("leadpulse.agents")
 TICK = struct.Struct(">q")
 
 
-def focus(msg: RawMessage) -> None:
+def focus_event(msg: RawMessage) -> None:
     """Point Faust's current-event context at the contact's own message, so the table read and write
     land in that message's partition (store and changelog), not in the batch's last event's."""
     _current_event.set(weakref.ref(msg.event))
 
 
+# State writes wait for the batch's outputs to be delivered (see agents.writebehind).
+states = WriteBehind(contacts, focus=focus_event)
+
+
+def focus(msg: RawMessage) -> None:
+    states.focus(msg)
+    focus_event(msg)
+
+
 pipeline = Pipeline(
-    codec, model, metrics.track_contacts(contacts, model.decode_state), focus=focus,
+    codec, model, metrics.track_contacts(states, model.decode_state), focus=focus,
+    max_dead_letter_bytes=settings.max_message_bytes - DEAD_LETTER_HEADROOM,
     kinds={
         settings.events_topic: EVENTS,
         settings.profiles_topic: PROFILES,
@@ -54,20 +65,27 @@ async def publish(out: Outputs) -> list:
     """Hand every output record to the producer; returns the delivery futures (not awaited here:
     waiting one round trip per batch would cap throughput at a batch per millisecond).
 
-    Records go straight to Faust's producer (the transaction manager under exactly_once), not through
-    `Topic.send`, whose per-message future, serialiser and sensor machinery costs more than our
-    whole scoring step; the bytes are already encoded."""
+    Records go straight to Faust's producer, not through `Topic.send`, whose per-message future,
+    serialiser and sensor machinery costs more than our whole scoring step; the bytes are already
+    encoded. Under exactly_once each record joins the transaction of its contact's partition, which
+    commits that partition's input offsets: outputs and offsets become visible together or not at all."""
     producer = await app.maybe_start_producer()
     send = producer.send
+    tid = _tids if app.in_transaction else None
     pending = []
     for topic, records in (
         (settings.lifecycle_topic, out.lifecycle), (settings.scores_topic, out.scores),
         (settings.dlq_topic, out.dead_letters),
     ):
         for rec in records:
-            pending.append(await send(topic, rec.key, rec.value, rec.partition, None, None))
+            if tid is None:
+                pending.append(await send(topic, rec.key, rec.value, rec.partition, None, None))
+            else:
+                pending.append(await send(topic, rec.key, rec.value, rec.partition, None, None,
+                                          transactional_id=tid[rec.partition]))
     for rec in out.rekeyed:
-        pending.append(await send(rec.topic, rec.key, rec.value, None, None, None))
+        kw = {} if tid is None else {"transactional_id": tid[rec.source]}
+        pending.append(await send(rec.topic, rec.key, rec.value, None, None, None, **kw))
     for partition, contact_id, at in out.touched:
         schedule.schedule(partition, contact_id, at)
     for change in out.changes:
@@ -77,55 +95,114 @@ async def publish(out: Outputs) -> list:
     return pending
 
 
+class _TransactionalIds(dict):
+    """Input partition → id of the transactional producer Faust keeps for it (exactly_once)."""
+
+    def __missing__(self, partition: int) -> str:
+        group = app.assignor.group_for_topic(settings.events_topic)
+        tid = self[partition] = f"{app.conf.id}-{group}-{partition}"
+        return tid
+
+
+_tids = _TransactionalIds()
+
+
 _in_flight = asyncio.Semaphore(64)  # batches published but not yet acknowledged by the broker
 
 
-async def ack_when_delivered(source, events, deliveries: list) -> None:
-    """Acknowledge a batch's inputs only once all of its outputs are on the broker (at-least-once).
-    A failed delivery leaves them unacknowledged and stops the worker: they are read again on restart."""
+async def ack_when_delivered(events, deliveries: list, batch: int) -> None:
+    """Once all of a batch's outputs are on the broker: write its contact states to the table, then
+    acknowledge its inputs (at-least-once). A failed delivery writes and acknowledges nothing and
+    stops the worker: the inputs are read again, against the old states, on restart."""
     try:
         if deliveries:
             await asyncio.gather(*deliveries)
-        for e in events:
-            await source.ack(e)
-    except Exception as exc:  # pragma: no cover - needs a broker failing mid-batch
-        log.exception("publishing a batch failed; stopping so that it is processed again")
-        await app.crash(exc)
+        states.flush(batch)
+        # The state writes' changelog records wait in Faust's send buffer; under exactly_once the
+        # commit does not flush it, so hand them to the producer before the offsets can be committed.
+        await app.producer.buffer.flush()
+        ack(events)
+    except Exception as exc:
+        await crash("publishing a batch failed", exc)
     finally:
         _in_flight.release()
+
+
+async def crash(what: str, exc: BaseException) -> None:
+    """Stop the worker rather than go on past a batch half done (Faust would restart the agent and
+    skip it): on restart the batch's inputs are replayed from the last committed offsets."""
+    log.error("%s: %s: %s; stopping the worker so that the batch is processed again", what, type(exc).__name__, exc,
+              exc_info=exc)
+    states.discard()
+    await app.crash(exc)
 
 
 async def batches(stream, max_size: int):
     """Events in batches of whatever is already waiting (at most `max_size`), never waiting for more:
     a lone event is processed at once, a backlog in big batches. Acks are ours to give, after the
-    batch's outputs are published (Faust's take() acks at yield and stalled here after rebalances)."""
+    batch's outputs are published (Faust's take() acks at yield and stalled here after rebalances).
+
+    Only a batch's first event comes through Faust's stream iterator, which spends a loop turn and
+    its sensors on every event; the rest are taken straight off the agent's queue, with the same
+    bookkeeping the iterator does: events of an older consumer generation, or arriving while flow
+    is stopped for a rebalance, are dropped (acknowledged unprocessed, as Faust does: they are read
+    again by the partition's owner), the others are tracked as unacknowledged."""
     stream = stream.noack()
     queue = stream.channel.queue
-    batch: list = []
-    async for event in stream.events():
-        batch.append(event)
-        if len(batch) >= max_size or queue.empty():
-            yield stream, batch
-            batch = []
+    take = queue.get_nowait
+    app_ = stream.app
+    unacked = app_.consumer.unacked
+    acking = app_.topics.acking_topics
+    on_message_in = app_.sensors.on_message_in
+    async for first in stream.events():
+        batch = [first]
+        if not queue.empty():
+            generation = app_.consumer_generation_id
+            current = app_.flow_control.is_active()
+            while len(batch) < max_size and not queue.empty():
+                event = take()
+                m = event.message
+                if not current or m.generation_id != generation:
+                    event.ack()
+                    continue
+                if m.topic in acking and not m.tracked:
+                    m.tracked = True
+                    unacked.add(m)
+                    on_message_in(m.tp, m.offset, m)
+                batch.append(event)
+        yield batch
+
+
+def ack(events) -> None:
+    on_message_out = app.sensors.on_message_out
+    for e in events:
+        if e.ack():
+            m = e.message
+            on_message_out(m.tp, m.offset, m)
 
 
 @app.agent(topics.inputs)
 async def score(stream):
     """Every input of a contact (behaviour, profile, qualification, erasure, cooling tick) → new
     state, lifecycle changes and a score snapshot; a batch at a time."""
-    async for source, events in batches(stream, settings.batch_max):
-        started = time.perf_counter()
-        messages, ticks = [], []
-        for e in events:
-            (ticks if e.message.topic == settings.ticks_topic else messages).append(raw(e))
-        out = pipeline.process(messages)
-        for tick in ticks:
-            at = TICK.unpack(tick.value)[0]
-            pipeline.cool(tick, schedule.pop_due(tick.partition, at), at, out)
-        metrics.observe_batch(out, time.perf_counter() - started)
-        deliveries = await publish(out)
+    async for events in batches(stream, settings.batch_max):
+        try:
+            started = time.perf_counter()
+            batch = states.begin()
+            messages, ticks = [], []
+            for e in events:
+                (ticks if e.message.topic == settings.ticks_topic else messages).append(raw(e))
+            out = pipeline.process(messages)
+            for tick in ticks:
+                at = TICK.unpack(tick.value)[0]
+                pipeline.cool(tick, schedule.pop_due(tick.partition, at), at, out)
+            metrics.observe_batch(out, time.perf_counter() - started)
+            deliveries = await publish(out)
+        except Exception as exc:
+            await crash("scoring a batch failed", exc)
+            raise
         await _in_flight.acquire()
-        asyncio.ensure_future(ack_when_delivered(source, events, deliveries))
+        asyncio.ensure_future(ack_when_delivered(events, deliveries, batch))
 
 
 # -- cooling timer ------------------------------------------------------------------------------------
@@ -170,7 +247,8 @@ async def cooling_ticks() -> None:
     if not due:
         return
     if _ticker is None:
-        _ticker = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=0)
+        _ticker = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=0,
+                                   **settings.kafka_client_kwargs())
         await _ticker.start()
     await asyncio.gather(*[
         await _ticker.send(settings.ticks_topic, value=TICK.pack(now), partition=p) for p in due

@@ -13,22 +13,23 @@ from streams.settings import Settings
 
 def topic_specs(s: Settings) -> dict[str, dict[str, str]]:
     """Every topic leadpulse reads or writes, with its configuration; all co-partitioned."""
-    compacted = {"cleanup.policy": "compact"}
+    big = {"max.message.bytes": str(s.max_message_bytes)}  # an input that large is dead-lettered whole
     return {
-        s.events_topic: {},
-        s.profiles_topic: {},
-        s.qualifications_topic: {},
-        s.erasures_topic: {},
+        s.events_topic: big,
+        s.profiles_topic: big,
+        s.qualifications_topic: big,
+        s.erasures_topic: big,
         s.ticks_topic: {"retention.ms": str(24 * 3600 * 1000)},
         s.lifecycle_topic: {},
-        s.scores_topic: compacted,
-        s.dlq_topic: {},
+        s.scores_topic: {"cleanup.policy": "compact"},
+        s.dlq_topic: big,
     }
 
 
 async def ensure_topics(s: Settings, timeout_s: float = 30.0) -> list[str]:
     """Create the missing ones; returns the names created. Existing topics are left as they are."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap_servers, request_timeout_ms=int(timeout_s * 1000))
+    admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap_servers, request_timeout_ms=int(timeout_s * 1000),
+                                **s.kafka_client_kwargs())
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -12,7 +12,7 @@ import faust
 
 from scoring.model import ScoringModel
 from scoring.rules import default_rules, load_rules
-from streams import logs
+from streams import faustfixes, logs
 from streams.codec import AvroCodec, codec_from_env
 from streams.settings import Settings
 
@@ -24,6 +24,7 @@ def broker_urls(bootstrap_servers: str) -> str:
 
 
 def create_app(settings: Settings) -> faust.App:
+    faustfixes.apply()
     extra: dict = {}
     if settings.fast_rebalance:
         # A worker in a test or a demo must be ready in seconds, not after a 10 s+ group dance.
@@ -36,6 +37,7 @@ def create_app(settings: Settings) -> faust.App:
     return faust.App(
         settings.app_id,
         broker=broker_urls(settings.bootstrap_servers),
+        broker_credentials=settings.faust_credentials(),
         store=settings.store,
         datadir=str(settings.data_dir),
         processing_guarantee=settings.processing_guarantee,
@@ -46,6 +48,7 @@ def create_app(settings: Settings) -> faust.App:
         value_serializer="raw",
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
+        producer_max_request_size=settings.max_message_bytes,
         web_port=settings.web_port,
         web_bind=settings.web_bind,
         web_host=settings.web_host,

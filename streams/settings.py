@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import hmac
 import os
+import ssl
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL")
+SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 
 
 def _env(name: str, default: str) -> str:
@@ -39,6 +45,84 @@ def _choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
     return raw
 
 
+class Secret:
+    """A value that never shows itself (repr and str are `***`), so it cannot leak through
+    `describe()`, `repr(settings)`, a log line or an error message; `reveal()` is the one way out."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "***"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash(Secret)
+
+
+def _sasl_password() -> Secret | None:
+    """From KAFKA_SASL_PASSWORD or, better for orchestrators, KAFKA_SASL_PASSWORD_FILE (a mounted
+    Secret; trailing newlines stripped). Both set is an error rather than a silent precedence rule."""
+    direct, path = os.environ.get("KAFKA_SASL_PASSWORD", ""), os.environ.get("KAFKA_SASL_PASSWORD_FILE", "")
+    if direct and path:
+        raise SettingsError("KAFKA_SASL_PASSWORD and KAFKA_SASL_PASSWORD_FILE are both set: set only one")
+    if not path:
+        return Secret(direct) if direct else None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            value = fh.read().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+        raise SettingsError(f"KAFKA_SASL_PASSWORD_FILE={path!r}: cannot read it ({reason})") from None
+    if not value:
+        raise SettingsError(f"KAFKA_SASL_PASSWORD_FILE={path!r}: the file is empty")
+    return Secret(value)
+
+
+def _ssl_context(cafile: str | None) -> ssl.SSLContext:
+    """Server certificates verified against `cafile`, else the system trust store; hostnames checked."""
+    return ssl.create_default_context(cafile=cafile)
+
+
+def _kafka_security() -> dict[str, Any]:
+    """The KAFKA_SECURITY_PROTOCOL / KAFKA_SASL_* / KAFKA_SSL_CAFILE settings, checked together:
+    credentials that a protocol would silently ignore, or a SASL protocol without them, are errors."""
+    protocol = _choice("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", SECURITY_PROTOCOLS)
+    sasl = protocol.startswith("SASL_")
+    username = os.environ.get("KAFKA_SASL_USERNAME") or None
+    password = _sasl_password()
+    mechanism_set = bool(os.environ.get("KAFKA_SASL_MECHANISM"))
+    mechanism = _choice("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512", SASL_MECHANISMS)
+    cafile = os.environ.get("KAFKA_SSL_CAFILE") or None
+    if sasl and not (username and password):
+        raise SettingsError(f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_USERNAME and "
+                            f"KAFKA_SASL_PASSWORD (or KAFKA_SASL_PASSWORD_FILE)")
+    if not sasl and (username or password or mechanism_set):
+        raise SettingsError(f"KAFKA_SASL_* settings are ignored with KAFKA_SECURITY_PROTOCOL={protocol}: "
+                            f"set it to SASL_SSL (or SASL_PLAINTEXT) to authenticate")
+    if cafile and not protocol.endswith("SSL"):
+        raise SettingsError(f"KAFKA_SSL_CAFILE is ignored with KAFKA_SECURITY_PROTOCOL={protocol}: "
+                            f"set it to SASL_SSL or SSL")
+    if cafile:
+        try:
+            _ssl_context(cafile)
+        except (OSError, ssl.SSLError) as exc:
+            raise SettingsError(f"KAFKA_SSL_CAFILE={cafile!r}: not a readable PEM CA file "
+                                f"({getattr(exc, 'strerror', None) or exc})") from None
+    return dict(security_protocol=protocol, sasl_mechanism=mechanism if sasl else None,
+                sasl_username=username if sasl else None, sasl_password=password if sasl else None,
+                ssl_cafile=cafile)
+
+
 @dataclass(frozen=True)
 class Settings:
     app_id: str
@@ -63,6 +147,7 @@ class Settings:
     # processing
     processing_guarantee: str
     batch_max: int
+    max_message_bytes: int
     batch_within_s: float
     cooling_interval_s: float
     # web (score lookup, metrics, health)
@@ -72,6 +157,14 @@ class Settings:
     # faster group joins for tests and demos
     fast_rebalance: bool
     log_level: str
+    # the worker refuses to start with less free space than this in data_dir
+    data_dir_min_free_mb: int = 64
+    # Kafka security (clients get them through kafka_client_kwargs / faust_credentials only)
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: Secret | None = None
+    ssl_cafile: str | None = None
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -100,6 +193,9 @@ class Settings:
                 "LEADPULSE_PROCESSING_GUARANTEE", "at_least_once", ("exactly_once", "at_least_once")
             ),
             batch_max=_int("LEADPULSE_BATCH_MAX", 2000),
+            # The largest message an input may carry and a dead letter may hold (topic
+            # max.message.bytes of the topics leadpulse creates, and its producer's request size).
+            max_message_bytes=_int("LEADPULSE_MAX_MESSAGE_BYTES", 8 * 1024 * 1024),
             batch_within_s=_float("LEADPULSE_BATCH_WITHIN_MS", 20) / 1000.0,
             cooling_interval_s=_float("LEADPULSE_COOLING_INTERVAL_S", 1.0),
             web_bind=_env("LEADPULSE_WEB_BIND", "127.0.0.1"),
@@ -108,8 +204,41 @@ class Settings:
             web_port=_int("LEADPULSE_WEB_PORT", 6066),
             fast_rebalance=_env("LEADPULSE_FAST_REBALANCE", "0") in ("1", "true", "yes"),
             log_level=_env("LEADPULSE_LOG_LEVEL", "info"),
+            data_dir_min_free_mb=_int("LEADPULSE_DATA_DIR_MIN_FREE_MB", 64),
+            **_kafka_security(),
         )
 
     def describe(self) -> dict[str, str]:
-        """For logs and `leadpulse worker --help`: every setting, no secrets (none are held here)."""
+        """For logs and `leadpulse worker --help`: every setting; the password shows as `***`."""
         return {f.name: str(getattr(self, f.name)) for f in fields(self)}
+
+    def kafka_client_kwargs(self) -> dict[str, Any]:
+        """Security keyword arguments for every aiokafka client (producer, consumer, admin): the one
+        place that turns the settings into them. PLAINTEXT gives `{}` (aiokafka's defaults)."""
+        if self.security_protocol == "PLAINTEXT":
+            return {}
+        kwargs: dict[str, Any] = {"security_protocol": self.security_protocol}
+        if self.security_protocol.endswith("SSL"):
+            kwargs["ssl_context"] = _ssl_context(self.ssl_cafile)
+        if self.sasl_password is not None:
+            kwargs.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,
+                          sasl_plain_password=self.sasl_password.reveal())
+        return kwargs
+
+    def faust_credentials(self):
+        """The same, as Faust's `broker_credentials` (None for PLAINTEXT)."""
+        import faust
+
+        if self.security_protocol == "PLAINTEXT":
+            return None
+        kwargs = self.kafka_client_kwargs()
+        if self.security_protocol == "SSL":
+            return faust.SSLCredentials(kwargs["ssl_context"])
+        return faust.SASLCredentials(username=self.sasl_username, password=kwargs["sasl_plain_password"],
+                                     mechanism=self.sasl_mechanism, ssl_context=kwargs.get("ssl_context"))
+
+    def kafka_identity(self) -> str:
+        """Who we connect as, for error messages: `user 'x' (SCRAM-SHA-512)`, never the password."""
+        if self.sasl_username:
+            return f"user {self.sasl_username!r} ({self.sasl_mechanism})"
+        return f"no credentials ({self.security_protocol})"

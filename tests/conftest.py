@@ -61,3 +61,22 @@ def kafka_bootstrap(tmp_path_factory) -> str:
 def unique() -> str:
     """A suffix that keeps a test's topics and consumer groups apart from every other test's."""
     return uuid.uuid4().hex[:10]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test's worker logs are copied to .leadpulse/test-logs/<test>/ (pytest rotates its
+    tmp dirs away; a flaky failure in CI is only worth something with the whole log)."""
+    outcome = yield
+    report = outcome.get_result()
+    tmp = item.funcargs.get("tmp_path") if hasattr(item, "funcargs") else None
+    if report.when == "call" and report.failed and tmp is not None:
+        from pathlib import Path
+
+        logs = sorted(Path(tmp).glob("**/worker-*.log"))
+        if logs:
+            dest = Path(__file__).resolve().parent.parent / ".leadpulse" / "test-logs" / item.name
+            dest.mkdir(parents=True, exist_ok=True)
+            for log in logs:
+                shutil.copy(log, dest / log.name)
+            report.sections.append(("worker logs", f"copied to {dest}"))

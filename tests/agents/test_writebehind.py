@@ -1,0 +1,122 @@
+"""WriteBehind: later batches read what earlier ones wrote, the table only ever holds delivered
+batches' states, and a crash before delivery leaves the table as it was (so a replay re-publishes)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agents.pipeline import EVENTS, Pipeline, RawMessage
+from agents.writebehind import WriteBehind
+from scoring import ScoringModel, default_rules
+from tests.support import codec, event
+
+
+def test_reads_see_held_writes_and_the_table_sees_only_flushed_ones():
+    table = {b"a": b"1"}
+    wb = WriteBehind(table)
+    first = wb.begin()
+    wb[b"a"] = b"2"
+    wb[b"b"] = b"3"
+    assert (wb.get(b"a"), wb[b"b"], table) == (b"2", b"3", {b"a": b"1"})
+    second = wb.begin()
+    wb.pop(b"a")
+    assert wb.get(b"a") is None and b"a" not in wb and sorted(wb) == [b"b"]
+    assert wb.flush(first) == 1  # b"a" from the first batch was replaced by the second's delete
+    assert table == {b"a": b"1", b"b": b"3"}
+    wb.flush(second)
+    assert table == {b"b": b"3"} and wb.pending == {}
+
+
+def test_flushing_out_of_order_never_writes_an_older_state_over_a_newer_one():
+    table: dict = {}
+    wb = WriteBehind(table)
+    one = wb.begin()
+    wb[b"k"] = b"old"
+    two = wb.begin()
+    wb[b"k"] = b"new"
+    wb.flush(two)
+    wb.flush(one)
+    assert table == {b"k": b"new"}
+
+
+def test_focus_is_called_with_the_source_of_each_write():
+    seen = []
+    wb = WriteBehind({}, focus=seen.append)
+    n = wb.begin()
+    wb.focus("msg-a")
+    wb[b"a"] = b"1"
+    wb.focus("msg-b")
+    wb[b"b"] = b"2"
+    wb.flush(n)
+    assert seen == ["msg-a", "msg-b"]
+
+
+def test_missing_keys_raise_like_a_dict():
+    wb = WriteBehind({})
+    wb.begin()
+    with pytest.raises(KeyError):
+        wb[b"x"]
+    with pytest.raises(KeyError):
+        del wb[b"x"]
+    assert wb.pop(b"x", "d") == "d"
+
+
+ops = st.lists(st.tuples(st.sampled_from(["set", "pop", "begin", "flush"]), st.sampled_from([b"a", b"b", b"c"]),
+                         st.binary(min_size=1, max_size=3)), max_size=40)
+
+
+@given(ops)
+def test_behaves_like_a_dict_once_everything_is_flushed(script):
+    table: dict = {}
+    wb = WriteBehind(table)
+    model: dict = {}
+    batches = [wb.begin()]
+    for op, key, value in script:
+        if op == "set":
+            wb[key] = value
+            model[key] = value
+        elif op == "pop":
+            assert wb.pop(key, None) == model.pop(key, None)
+        elif op == "begin":
+            batches.append(wb.begin())
+        else:
+            wb.flush(batches.pop(0)) if batches else None
+            batches = batches or [wb.begin()]
+        assert {k: wb[k] for k in wb} == model
+    for b in batches:
+        wb.flush(b)
+    assert table == model
+
+
+def _pipeline(table):
+    return Pipeline(codec, ScoringModel(default_rules()), table, kinds={"ev": EVENTS}, focus=table.focus)
+
+
+def _msgs(*records):
+    return [RawMessage("ev", 0, i, k, v) for i, (k, v) in enumerate(records)]
+
+
+def test_a_batch_lost_before_delivery_is_replayed_with_the_same_lifecycle_changes():
+    """The failure this module exists for: state written, outputs not delivered, worker killed."""
+    now = 1_700_000_000_000
+    msgs = _msgs(event("c1", "e1", "demo_request", now), event("c1", "e2", "free_trial_signup", now + 1))
+    table: dict = {}
+    wb = WriteBehind(table)
+    wb.begin()
+    first = _pipeline(wb).process(msgs)
+    assert first.lifecycle  # cold → warm → hot: changes to publish
+    wb.discard()  # the worker died before the broker acknowledged them
+    assert table == {}
+    wb.begin()
+    again = _pipeline(wb).process(msgs)
+    assert [r.value for r in again.lifecycle] == [r.value for r in first.lifecycle]
+
+
+def test_an_oversized_original_is_kept_truncated_and_the_reason_says_so():
+    p = Pipeline(codec, ScoringModel(default_rules()), {}, kinds={"ev": EVENTS}, max_dead_letter_bytes=1000)
+    out = p.process(_msgs((b"c1", b"\x00\x00\x00\x00\x01" + b"\xff" * 5000)))
+    letter = codec.decode("DeadLetter", out.dead_letters[0].value)
+    assert len(letter["original_value"]) == 1000
+    assert "original value of 5005 bytes truncated to its first 1000" in letter["reason"]
