@@ -32,8 +32,11 @@ def focus_event(msg: RawMessage) -> None:
     _current_event.set(weakref.ref(msg.event))
 
 
+# The table's store (RocksDB by default): read and written directly, see persist_states.
+store = contacts.data
+changelog = contacts.changelog_topic.get_topic_name()
 # State writes wait for the batch's outputs to be delivered (see agents.writebehind).
-states = WriteBehind(contacts, focus=focus_event)
+states = WriteBehind(store, focus=focus_event)
 
 
 def focus(msg: RawMessage) -> None:
@@ -110,22 +113,76 @@ _tids = _TransactionalIds()
 _in_flight = asyncio.Semaphore(64)  # batches published but not yet acknowledged by the broker
 
 
-async def ack_when_delivered(events, deliveries: list, batch: int) -> None:
+async def ack_when_delivered(events, deliveries: list, batch: int, previous: asyncio.Future | None) -> bool:
     """Once all of a batch's outputs are on the broker: write its contact states to the table, then
     acknowledge its inputs (at-least-once). A failed delivery writes and acknowledges nothing and
-    stops the worker: the inputs are read again, against the old states, on restart."""
+    stops the worker: the inputs are read again, against the old states, on restart.
+
+    Batches are acknowledged in the order they were read: Faust's commit takes the first run of
+    consecutive acknowledged offsets and, when nothing was committed yet or only one offset is
+    missing before that run, does not see the gap — acknowledging a later batch first would commit
+    past an earlier one still in flight, and a crash then loses it."""
     try:
         if deliveries:
             await asyncio.gather(*deliveries)
-        states.flush(batch)
-        # The state writes' changelog records wait in Faust's send buffer; under exactly_once the
-        # commit does not flush it, so hand them to the producer before the offsets can be committed.
-        await app.producer.buffer.flush()
+        if previous is not None and not await _succeeded(previous):
+            return False  # the batch before failed and is stopping the worker; this one is replayed too
+        await persist_states(batch)
         ack(events)
+        return True
     except Exception as exc:
         await crash("publishing a batch failed", exc)
+        return False
     finally:
         _in_flight.release()
+
+
+async def persist_states(batch: int) -> None:
+    """The batch's contact states into the table: the local store, then one changelog record each.
+
+    Done here rather than through `Table.__setitem__`, which queues every changelog record in
+    Faust's send buffer (one future, callback and loop wake-up per record, and under exactly_once
+    no flush before the commit); the records go to the producer like the outputs, in the contact's
+    partition and (exactly_once) its transaction, and are delivered before the inputs are
+    acknowledged. The store then learns the changelog offsets it holds, as Faust's own path does,
+    so a restart restores only what came after them."""
+    writes = states.take(batch)
+    if not writes:
+        return
+    for key, value, msg in writes:  # all store writes before the first await: later batches read it
+        focus_event(msg)
+        if value is not None:
+            store[key] = value
+        elif key in store:
+            del store[key]
+    producer = await app.maybe_start_producer()
+    tid = _tids if app.in_transaction else None
+    sent = []
+    for key, value, msg in writes:
+        p = msg.partition
+        if tid is None:
+            sent.append(await producer.send(changelog, key, value, p, None, None))
+        else:
+            sent.append(await producer.send(changelog, key, value, p, None, None, transactional_id=tid[p]))
+    persisted: dict = {}
+    for md in await asyncio.gather(*sent):
+        if md.offset > persisted.get(md.topic_partition, -1):
+            persisted[md.topic_partition] = md.offset
+    for tp, offset in persisted.items():
+        if tid is None:
+            store.set_persisted_offset(tp, offset)
+        else:
+            app.tables.persist_offset_on_commit(store, tp, offset)
+
+
+async def _succeeded(task: asyncio.Future) -> bool:
+    try:
+        return bool(await task)
+    except BaseException:
+        return False
+
+
+_last_ack: asyncio.Future | None = None
 
 
 async def crash(what: str, exc: BaseException) -> None:
@@ -137,40 +194,47 @@ async def crash(what: str, exc: BaseException) -> None:
     await app.crash(exc)
 
 
-async def batches(stream, max_size: int):
-    """Events in batches of whatever is already waiting (at most `max_size`), never waiting for more:
-    a lone event is processed at once, a backlog in big batches. Acks are ours to give, after the
-    batch's outputs are published (Faust's take() acks at yield and stalled here after rebalances).
+async def batches(stream, max_size: int, within_s: float):
+    """Events in batches of whatever is already waiting (at most `max_size`): a lone event is
+    processed at once; when a backlog is forming, the batch waits up to `within_s` for it to grow.
 
-    Only a batch's first event comes through Faust's stream iterator, which spends a loop turn and
-    its sensors on every event; the rest are taken straight off the agent's queue, with the same
-    bookkeeping the iterator does: events of an older consumer generation, or arriving while flow
-    is stopped for a rebalance, are dropped (acknowledged unprocessed, as Faust does: they are read
-    again by the partition's owner), the others are tracked as unacknowledged."""
-    stream = stream.noack()
+    Events are taken straight off the agent's queue, not through Faust's stream iterator, which
+    spends a loop turn and its sensors on every event. The iterator's rule for events read before a
+    rebalance is kept: they are dropped, because after the rebalance Faust reads every partition
+    again from its committed offset, in order. Unlike the iterator, a dropped event is not
+    acknowledged: acknowledging it unprocessed let Faust commit past it and lose it under SIGKILLs
+    (see also streams.faustfixes, which keeps commits from skipping an unacknowledged offset). The
+    others are tracked as unacknowledged at once (a rebalance waits for them) and acknowledged, in
+    order, after their batch's outputs and states are delivered (see ack_when_delivered)."""
+    await stream.maybe_start()
     queue = stream.channel.queue
     take = queue.get_nowait
     app_ = stream.app
     unacked = app_.consumer.unacked
     acking = app_.topics.acking_topics
     on_message_in = app_.sensors.on_message_in
-    async for first in stream.events():
-        batch = [first]
-        if not queue.empty():
-            generation = app_.consumer_generation_id
-            current = app_.flow_control.is_active()
-            while len(batch) < max_size and not queue.empty():
-                event = take()
-                m = event.message
-                if not current or m.generation_id != generation:
-                    event.ack()
-                    continue
-                if m.topic in acking and not m.tracked:
-                    m.tracked = True
-                    unacked.add(m)
-                    on_message_in(m.tp, m.offset, m)
-                batch.append(event)
-        yield batch
+
+    def admit(event, batch: list) -> None:
+        m = event.message
+        if m.generation_id != app_.consumer_generation_id or not app_.flow_control.is_active():
+            return  # read before a rebalance: read again from the committed offset after it
+        if m.topic in acking and not m.tracked:
+            m.tracked = True
+            unacked.add(m)
+            on_message_in(m.tp, m.offset, m)
+        batch.append(event)
+
+    while True:
+        batch: list = []
+        admit(await queue.get(), batch)  # tracked at once: a rebalance waits for it
+        if not queue.empty() and queue.qsize() < max_size and within_s > 0:
+            # A backlog is forming: let Faust's fetcher (one message per loop turn) fill the queue
+            # for a moment instead of paying the batch's fixed costs for a handful of events.
+            await asyncio.sleep(within_s)
+        while len(batch) < max_size and not queue.empty():
+            admit(take(), batch)
+        if batch:
+            yield batch
 
 
 def ack(events) -> None:
@@ -185,7 +249,8 @@ def ack(events) -> None:
 async def score(stream):
     """Every input of a contact (behaviour, profile, qualification, erasure, cooling tick) → new
     state, lifecycle changes and a score snapshot; a batch at a time."""
-    async for events in batches(stream, settings.batch_max):
+    global _last_ack
+    async for events in batches(stream, settings.batch_max, settings.batch_within_s):
         try:
             started = time.perf_counter()
             batch = states.begin()
@@ -202,7 +267,7 @@ async def score(stream):
             await crash("scoring a batch failed", exc)
             raise
         await _in_flight.acquire()
-        asyncio.ensure_future(ack_when_delivered(events, deliveries, batch))
+        _last_ack = asyncio.ensure_future(ack_when_delivered(events, deliveries, batch, _last_ack))
 
 
 # -- cooling timer ------------------------------------------------------------------------------------

@@ -20,52 +20,61 @@ _DELETED = object()
 
 
 class WriteBehind(MutableMapping):
-    """A mapping over `table` that buffers writes per batch: `begin()`, writes, then `flush(batch)`."""
+    """A mapping over `table` that buffers writes per batch: `begin()`, writes, then `flush(batch)`,
+    batches flushed in the order they began."""
 
     def __init__(self, table: MutableMapping[bytes, bytes], focus: Callable[[Any], None] = lambda msg: None):
         self.table = table
         self._focus = focus
-        self.pending: dict[bytes, tuple[int, Any, Any]] = {}  # key → (batch, value | _DELETED, source msg)
-        self.keys_of: dict[int, list[bytes]] = {}
+        self.pending: dict[bytes, tuple[int, Any, Any]] = {}  # key → (batch, value | _DELETED, source msg): the latest
+        self.writes_of: dict[int, dict[bytes, tuple[Any, Any]]] = {}  # batch → key → (its own value, source msg)
         self.batch = 0
         self.source: Any = None
 
     def begin(self) -> int:
         """Start a batch; its writes are held until `flush` of the number returned."""
         self.batch += 1
-        self.keys_of[self.batch] = []
+        self.writes_of[self.batch] = {}
         return self.batch
 
     def focus(self, msg: Any) -> None:
         """The source message of the contact about to be read and written (see Pipeline.focus)."""
         self.source = msg
 
-    def flush(self, batch: int) -> int:
-        """Write the batch's states to the table, except those a later batch has replaced (that batch
-        writes them). Returns the number written."""
-        written = 0
-        table, pending, focus = self.table, self.pending, self._focus
-        for key in self.keys_of.pop(batch, ()):
+    def take(self, batch: int) -> list[tuple[bytes, Any, Any]]:
+        """The batch's own writes as (key, value or None for a delete, source message), no longer
+        held. Even a state a later batch has replaced is returned as this batch wrote it: this batch's
+        inputs are acknowledged once it is persisted, so it must not wait for the later batch. Batches
+        must be taken in order, and written to the table before the caller's next await."""
+        writes = []
+        pending = self.pending
+        for key, (value, msg) in self.writes_of.pop(batch, {}).items():
             entry = pending.get(key)
-            if entry is None or entry[0] != batch:
-                continue
-            del pending[key]
-            focus(entry[2])
-            if entry[1] is _DELETED:
+            if entry is not None and entry[0] == batch:
+                del pending[key]
+            writes.append((key, None if value is _DELETED else value, msg))
+        return writes
+
+    def flush(self, batch: int) -> int:
+        """Write the batch's states to `table` (see `take`; batches in order). Returns the number written."""
+        table, focus = self.table, self._focus
+        writes = self.take(batch)
+        for key, value, msg in writes:
+            focus(msg)
+            if value is None:
                 table.pop(key, None)
             else:
-                table[key] = entry[1]
-            written += 1
-        return written
+                table[key] = value
+        return len(writes)
 
     def discard(self) -> None:
         """Forget every held write (the worker is going down; the inputs will be replayed)."""
         self.pending.clear()
-        self.keys_of.clear()
+        self.writes_of.clear()
 
     def _hold(self, key: bytes, value: Any) -> None:
         self.pending[key] = (self.batch, value, self.source)
-        self.keys_of[self.batch].append(key)
+        self.writes_of[self.batch][key] = (value, self.source)
 
     # -- the mapping ------------------------------------------------------------------------------
     def get(self, key, default=None):

@@ -4,8 +4,11 @@ app is built. Each says what goes wrong without it; remove one when Faust fixes 
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Mapping
 
+from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 
@@ -21,5 +24,37 @@ async def _highwaters_from_the_broker(self, partitions) -> Mapping:
     return await self._ensure_consumer().end_offsets(list(partitions))
 
 
+_new_offset = faust_consumer.Consumer._new_offset
+REFETCH_AFTER_S = 3.0
+
+
+def _new_offset_without_skipping(self, tp):
+    """The offset to commit for `tp`: only a run of acknowledged offsets that starts right at the
+    committed offset.
+
+    Faust commits the first run of consecutive acknowledged offsets even when a single offset is
+    missing in front of it (it allows one for a transaction marker); its fetcher marks a message
+    read even when a rebalance interrupted its delivery, so such a message was committed past and
+    lost (the fault suite lost an event in about one short run in three). Here the commit waits
+    for the missing offset, and if it has not come after a few seconds the partition is read again
+    from the committed offset (the events after it count once: event-id dedup). A transaction
+    marker right at the committed offset costs a re-read, never an event."""
+    committed = self._committed_offset[tp]
+    acked = self._acked[tp]
+    if committed is not None and acked and not self._gap[tp] and min(acked) > committed:
+        waiting = self.__dict__.setdefault("_leadpulse_gap_since", {})
+        now = time.monotonic()
+        since = waiting.setdefault(tp, now)
+        if now - since >= REFETCH_AFTER_S:
+            waiting[tp] = now
+            self.log.warning("offset %s of %s was never delivered: reading the partition again from there",
+                             committed, tp)
+            asyncio.ensure_future(self.seek(tp, committed))
+        return None
+    self.__dict__.get("_leadpulse_gap_since", {}).pop(tp, None)
+    return _new_offset(self, tp)
+
+
 def apply() -> None:
     faust_aiokafka.AIOKafkaConsumerThread._highwaters = _highwaters_from_the_broker
+    faust_consumer.Consumer._new_offset = _new_offset_without_skipping

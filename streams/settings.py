@@ -196,6 +196,7 @@ class Settings:
             # The largest message an input may carry and a dead letter may hold (topic
             # max.message.bytes of the topics leadpulse creates, and its producer's request size).
             max_message_bytes=_int("LEADPULSE_MAX_MESSAGE_BYTES", 8 * 1024 * 1024),
+            # How long a batch may wait for a forming backlog (never for a lone event).
             batch_within_s=_float("LEADPULSE_BATCH_WITHIN_MS", 20) / 1000.0,
             cooling_interval_s=_float("LEADPULSE_COOLING_INTERVAL_S", 1.0),
             web_bind=_env("LEADPULSE_WEB_BIND", "127.0.0.1"),

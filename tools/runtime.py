@@ -77,7 +77,6 @@ class Worker:
             LEADPULSE_DATA_DIR=str(self.workdir / f"data-{self.name}"),
             LEADPULSE_WEB_PORT=str(self.web_port),
             LEADPULSE_FAST_REBALANCE="1",
-            LEADPULSE_BATCH_WITHIN_MS="20",
             PYTHONUNBUFFERED="1",
         )
         env.update(self.extra_env)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
 import streams.app  # noqa: F401  (building the app applies the fixes)
@@ -33,3 +35,48 @@ def test_changelog_highwaters_come_from_the_broker_even_under_exactly_once():
     thread = _Thread()
     got = asyncio.run(AIOKafkaConsumerThread._highwaters(thread, ["tp0", "tp1"]))
     assert got == {"tp0": 42, "tp1": 42} and thread.consumer.asked == ["tp0", "tp1"]
+
+
+class _Acks:
+    """The bookkeeping Faust's Consumer._new_offset reads."""
+
+    def __init__(self, committed, acked):
+        from collections import defaultdict
+
+        from intervaltree import IntervalTree
+
+        self._committed_offset = defaultdict(lambda: None, {"tp": committed})
+        self._acked = defaultdict(list, {"tp": list(acked)})
+        self._acked_index = defaultdict(set, {"tp": set(acked)})
+        self._gap = defaultdict(IntervalTree)
+
+
+@pytest.mark.parametrize("committed, acked, expected", [
+    (10, [10, 11, 12], 13),        # the run starts at the committed offset: committed
+    (10, [11, 12], None),          # offset 10 missing: Faust would commit 13 and lose it
+    (10, [12, 13], None),          # a wider gap: Faust waits too
+    (None, [5, 6], 7),             # nothing committed yet: Faust's rule
+])
+def test_a_commit_never_moves_past_an_unacknowledged_offset(committed, acked, expected):
+    assert Consumer._new_offset(_Acks(committed, acked), "tp") == expected
+
+
+def test_a_gap_that_does_not_fill_makes_the_partition_read_again_from_the_committed_offset(monkeypatch):
+    from streams import faustfixes
+
+    monkeypatch.setattr(faustfixes, "REFETCH_AFTER_S", 0.0)
+    acks = _Acks(10, [11, 12])
+    seeks = []
+
+    async def seek(tp, offset):
+        seeks.append((tp, offset))
+
+    acks.seek = seek
+    acks.log = type("Log", (), {"warning": staticmethod(lambda *a: None)})()
+
+    async def commit_once():
+        result = Consumer._new_offset(acks, "tp")
+        await asyncio.sleep(0)
+        return result
+
+    assert asyncio.run(commit_once()) is None and seeks == [("tp", 10)]
