@@ -19,7 +19,7 @@ from scoring.events import (
     BehaviourEvent, ContactProfile, QualificationUpdate, validate_event, validate_profile,
     validate_qualification,
 )
-from scoring.model import ScoringModel
+from scoring.model import ScoringModel, event_hash
 from streams.codec import AvroCodec, DecodeError
 
 # What an input topic carries.
@@ -262,6 +262,13 @@ class Pipeline:
         (an event later than the late tolerance, an illegal transition) become dead letters."""
         inputs = [value for value, _ in segment]
         rejected: list = []
+        # Events the contact already counted (read again after a crash or a rebalance) change nothing
+        # and are left out of the consumed and freshness figures too.
+        seen = state.seen if state is not None else None
+        repeats = [v for v in inputs if type(v) is BehaviourEvent and v.event_id and event_hash(v.event_id) in seen] \
+            if seen else ()
+        for value in repeats:
+            out.consumed[value.event_type] -= 1
         # In place: the state was decoded for this batch and belongs to nobody else.
         state, more = self.model.apply_inputs(state, inputs, rejected=rejected, inplace=True)
         changes.extend(more)
@@ -270,8 +277,9 @@ class Pipeline:
             for value, exc in rejected:
                 self.dead_letter(source[id(value)], exc, now, out)
         lags = out.lags_ms
+        skip = {id(v) for v in repeats}
         for value in inputs:
-            if type(value) is BehaviourEvent:
+            if type(value) is BehaviourEvent and id(value) not in skip:
                 lags.append(now - value.occurred_at)
         return state
 

@@ -199,13 +199,13 @@ async def batches(stream, max_size: int, within_s: float):
     processed at once; when a backlog is forming, the batch waits up to `within_s` for it to grow.
 
     Events are taken straight off the agent's queue, not through Faust's stream iterator, which
-    spends a loop turn and its sensors on every event. The iterator's rule for events read before a
-    rebalance is kept: they are dropped, because after the rebalance Faust reads every partition
-    again from its committed offset, in order. Unlike the iterator, a dropped event is not
-    acknowledged: acknowledging it unprocessed let Faust commit past it and lose it under SIGKILLs
-    (see also streams.faustfixes, which keeps commits from skipping an unacknowledged offset). The
-    others are tracked as unacknowledged at once (a rebalance waits for them) and acknowledged, in
-    order, after their batch's outputs and states are delivered (see ack_when_delivered)."""
+    spends a loop turn and its sensors on every event and acknowledges, unprocessed, the events it
+    skips as read before a rebalance: Faust then commits past them, and a SIGKILL loses them.
+    Dropping them unacknowledged instead leaves gaps that nothing fills when no seek follows. So
+    every event taken is processed: tracked as unacknowledged at once (a rebalance waits for it;
+    Faust empties the queues when one starts, so nothing is taken for a partition already given
+    away) and acknowledged, in order, after its batch's outputs and states are delivered (see
+    ack_when_delivered). One read again after a rebalance counts once (event-id dedup)."""
     await stream.maybe_start()
     queue = stream.channel.queue
     take = queue.get_nowait
@@ -216,8 +216,6 @@ async def batches(stream, max_size: int, within_s: float):
 
     def admit(event, batch: list) -> None:
         m = event.message
-        if m.generation_id != app_.consumer_generation_id or not app_.flow_control.is_active():
-            return  # read before a rebalance: read again from the committed offset after it
         if m.topic in acking and not m.tracked:
             m.tracked = True
             unacked.add(m)

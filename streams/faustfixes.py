@@ -33,26 +33,29 @@ def _new_offset_without_skipping(self, tp):
     committed offset.
 
     Faust commits the first run of consecutive acknowledged offsets even when a single offset is
-    missing in front of it (it allows one for a transaction marker); its fetcher marks a message
-    read even when a rebalance interrupted its delivery, so such a message was committed past and
-    lost (the fault suite lost an event in about one short run in three). Here the commit waits
-    for the missing offset, and if it has not come after a few seconds the partition is read again
-    from the committed offset (the events after it count once: event-id dedup). A transaction
-    marker right at the committed offset costs a re-read, never an event."""
+    missing in front of it (it allows one for a transaction marker, which the consumer never
+    returns); a message whose delivery a rebalance interrupted was then committed past and lost
+    (the fault suite lost an event in about one short run in three). Here the commit waits for the
+    missing offset; if it has not come after a few seconds the partition is read again from the
+    committed offset (events read twice count once: event-id dedup); and if that re-read goes past
+    the offset without returning it, it is not a record (a transaction marker) and is skipped."""
     committed = self._committed_offset[tp]
     acked = self._acked[tp]
-    if committed is not None and acked and not self._gap[tp] and min(acked) > committed:
-        waiting = self.__dict__.setdefault("_leadpulse_gap_since", {})
-        now = time.monotonic()
-        since = waiting.setdefault(tp, now)
-        if now - since >= REFETCH_AFTER_S:
-            waiting[tp] = now
-            self.log.warning("offset %s of %s was never delivered: reading the partition again from there",
-                             committed, tp)
-            asyncio.ensure_future(self.seek(tp, committed))
-        return None
-    self.__dict__.get("_leadpulse_gap_since", {}).pop(tp, None)
-    return _new_offset(self, tp)
+    gaps = self.__dict__.setdefault("_leadpulse_gaps", {})  # tp → (noticed at, re-read at or None)
+    if committed is None or not acked or self._gap[tp] or min(acked) <= committed:
+        gaps.pop(tp, None)
+        return _new_offset(self, tp)
+    now = time.monotonic()
+    noticed, reread = gaps.setdefault(tp, (now, None))
+    if reread is None and now - noticed >= REFETCH_AFTER_S:
+        gaps[tp] = (noticed, now)
+        self.log.warning("offset %s of %s was not delivered: reading the partition again from there", committed, tp)
+        asyncio.ensure_future(self.seek(tp, committed))
+    elif reread is not None and now - reread >= REFETCH_AFTER_S and (self._read_offset.get(tp) or -1) > committed:
+        gaps.pop(tp, None)
+        self._gap[tp].addi(committed, min(acked))  # read past, never returned: not a record
+        return _new_offset(self, tp)
+    return None
 
 
 def apply() -> None:

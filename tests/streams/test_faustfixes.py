@@ -61,15 +61,17 @@ def test_a_commit_never_moves_past_an_unacknowledged_offset(committed, acked, ex
     assert Consumer._new_offset(_Acks(committed, acked), "tp") == expected
 
 
-def test_a_gap_that_does_not_fill_makes_the_partition_read_again_from_the_committed_offset(monkeypatch):
+def test_a_gap_that_does_not_fill_is_read_again_and_then_skipped_if_it_is_no_record(monkeypatch):
     from streams import faustfixes
 
     monkeypatch.setattr(faustfixes, "REFETCH_AFTER_S", 0.0)
     acks = _Acks(10, [11, 12])
+    acks._read_offset = {}
     seeks = []
 
     async def seek(tp, offset):
         seeks.append((tp, offset))
+        acks._read_offset[tp] = offset
 
     acks.seek = seek
     acks.log = type("Log", (), {"warning": staticmethod(lambda *a: None)})()
@@ -79,4 +81,7 @@ def test_a_gap_that_does_not_fill_makes_the_partition_read_again_from_the_commit
         await asyncio.sleep(0)
         return result
 
-    assert asyncio.run(commit_once()) is None and seeks == [("tp", 10)]
+    assert asyncio.run(commit_once()) is None and seeks == [("tp", 10)]  # read again from 10
+    assert asyncio.run(commit_once()) is None  # the re-read has not passed 10 yet: keep waiting
+    acks._read_offset["tp"] = 12  # it has passed 10 without returning it: a transaction marker
+    assert asyncio.run(commit_once()) == 13
