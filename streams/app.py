@@ -6,6 +6,7 @@ letter instead of a crash inside Faust's deserialiser.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import faust
@@ -25,6 +26,10 @@ def broker_urls(bootstrap_servers: str) -> str:
 
 def create_app(settings: Settings) -> faust.App:
     faustfixes.apply()
+    if settings.processing_guarantee == "exactly_once":
+        logging.getLogger("leadpulse.app").warning(
+            "exactly_once is not safe under worker crashes with faust-streaming 0.15.3 (the fault suite "
+            "loses events); at_least_once is the default and is (see README, Faults)")
     extra: dict = {}
     if settings.fast_rebalance:
         # A worker in a test or a demo must be ready in seconds, not after a 10 s+ group dance.
