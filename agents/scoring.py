@@ -335,7 +335,9 @@ class ContactView(View):
 
     @app.table_route(table=contacts, match_info="contact_id")
     async def get(self, request: Request, contact_id: str) -> Response:
-        raw_state = contacts.get(contact_id.encode())
+        # Through the write-behind buffer: a state whose lifecycle changes are already published
+        # may not have reached the store yet, and a lookup must not show the contact behind them.
+        raw_state = states.get(contact_id.encode())
         if raw_state is None:
             return self.json({"error": f"unknown contact {contact_id!r}"}, status=404)
         return self.json(snapshot_record(model.snapshot(model.decode_state(raw_state))))
