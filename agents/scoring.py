@@ -4,21 +4,24 @@ score-lookup page. The work itself happens in `agents.pipeline` and the pure `sc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import struct
 import time
-import weakref
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
-from faust.streams import _current_event
+from faust.types import TP
 from faust.web import Request, Response, View
 
 from agents.cooling import CoolingSchedule
-from agents.pipeline import DEAD_LETTER_HEADROOM, EVENTS, ERASURES, PROFILES, QUALIFICATIONS, Outputs, Pipeline, RawMessage, now_ms, snapshot_record
+from agents.pipeline import DEAD_LETTER_HEADROOM, EVENTS, ERASURES, PROFILES, QUALIFICATIONS, Outputs, Pipeline, now_ms, snapshot_record
 from agents.writebehind import WriteBehind
 from streams import metrics
 from streams.app import app, codec, contacts, model, settings, topics
+from streams.bulk import BulkDelivery
+from streams.sender import send_batches
+from streams.tables import PartitionStore
 
 import agents.health  # noqa: E402,F401  (/health/live, /health/ready)
 
@@ -26,22 +29,19 @@ log = logging.getLogger("leadpulse.agents")
 TICK = struct.Struct(">q")
 
 
-def focus_event(msg: RawMessage) -> None:
-    """Point Faust's current-event context at the contact's own message, so the table read and write
-    land in that message's partition (store and changelog), not in the batch's last event's."""
-    _current_event.set(weakref.ref(msg.event))
-
-
-# The table's store (RocksDB by default): read and written directly, see persist_states.
-store = contacts.data
+# The table's store (RocksDB by default), a partition at a time: read and written directly, see persist_states.
+store = PartitionStore(contacts.data)
 changelog = contacts.changelog_topic.get_topic_name()
 # State writes wait for the batch's outputs to be delivered (see agents.writebehind).
-states = WriteBehind(store, focus=focus_event)
+states = WriteBehind(store)
+# The agent's input, a partition's fetch at a time (see streams.bulk).
+delivery = BulkDelivery(app, topics.inputs.topics)
 
 
-def focus(msg: RawMessage) -> None:
+def focus(msg) -> None:
+    """The contact about to be read and written lives in its source message's partition."""
     states.focus(msg)
-    focus_event(msg)
+    store.focus(msg.partition)
 
 
 pipeline = Pipeline(
@@ -59,45 +59,6 @@ metrics.install(app, input_topics=topics.inputs.topics, rules_version=model.vers
                 timers_pending=lambda: len(schedule))
 
 
-def raw(event) -> RawMessage:
-    m = event.message
-    return RawMessage(m.topic, m.partition, m.offset, m.key, m.value, event)
-
-
-async def publish(out: Outputs) -> list:
-    """Hand every output record to the producer; returns the delivery futures (not awaited here:
-    waiting one round trip per batch would cap throughput at a batch per millisecond).
-
-    Records go straight to Faust's producer, not through `Topic.send`, whose per-message future,
-    serialiser and sensor machinery costs more than our whole scoring step; the bytes are already
-    encoded. Under exactly_once each record joins the transaction of its contact's partition, which
-    commits that partition's input offsets: outputs and offsets become visible together or not at all."""
-    producer = await app.maybe_start_producer()
-    send = producer.send
-    tid = _tids if app.in_transaction else None
-    pending = []
-    for topic, records in (
-        (settings.lifecycle_topic, out.lifecycle), (settings.scores_topic, out.scores),
-        (settings.dlq_topic, out.dead_letters),
-    ):
-        for rec in records:
-            if tid is None:
-                pending.append(await send(topic, rec.key, rec.value, rec.partition, None, None))
-            else:
-                pending.append(await send(topic, rec.key, rec.value, rec.partition, None, None,
-                                          transactional_id=tid[rec.partition]))
-    for rec in out.rekeyed:
-        kw = {} if tid is None else {"transactional_id": tid[rec.source]}
-        pending.append(await send(rec.topic, rec.key, rec.value, None, None, None, **kw))
-    for partition, contact_id, at in out.touched:
-        schedule.schedule(partition, contact_id, at)
-    for change in out.changes:
-        log.info("lifecycle contact=%s %s %s -> %s", change.contact_id, change.kind, change.from_value, change.to_value,
-                 extra={"contact_id": change.contact_id, "kind": change.kind,
-                        "from_value": change.from_value, "to_value": change.to_value})
-    return pending
-
-
 class _TransactionalIds(dict):
     """Input partition → id of the transactional producer Faust keeps for it (exactly_once)."""
 
@@ -110,10 +71,58 @@ class _TransactionalIds(dict):
 _tids = _TransactionalIds()
 
 
+def _producer_for(partition: int):
+    """The aiokafka producer for a contact partition's records: under exactly_once the one of that
+    partition's transaction, which commits the partition's input offsets, so outputs and offsets
+    become visible together or not at all."""
+    producer = app.producer
+    if app.in_transaction:
+        return producer._transaction_producers[_tids[partition]]
+    return producer._ensure_producer()
+
+
+def _lock_for(partition: int):
+    """Held while a batch joins a transaction: Faust commits and restarts it under the same lock."""
+    if app.in_transaction:
+        return app.producer._trn_locks[_tids[partition]]
+    return contextlib.nullcontext()
+
+
+async def send(records) -> list:
+    """`(topic, partition, key, value)` records to the broker, one record batch per topic-partition
+    (see streams.sender); returns `(delivery future, topic, partition, count)` per batch."""
+    await app.maybe_start_producer()
+    return await send_batches(records, _producer_for, _lock_for)
+
+
+async def publish(out: Outputs) -> list:
+    """Hand every output record to the producer; returns the delivery futures (not awaited here:
+    waiting one round trip per batch would cap throughput at a batch per millisecond). The bytes
+    are already encoded; each record goes to its contact's partition (all topics are
+    co-partitioned). Re-keyed inputs go back to their topic through the partitioner, in their
+    source partition's transaction."""
+    records = [(settings.lifecycle_topic, r.partition, r.key, r.value) for r in out.lifecycle]
+    records += [(settings.scores_topic, r.partition, r.key, r.value) for r in out.scores]
+    records += [(settings.dlq_topic, r.partition, r.key, r.value) for r in out.dead_letters]
+    pending = [sent[0] for sent in await send(records)] if records else []
+    if out.rekeyed:
+        producer = app.producer
+        for rec in out.rekeyed:
+            kw = {"transactional_id": _tids[rec.source]} if app.in_transaction else {}
+            pending.append(await producer.send(rec.topic, rec.key, rec.value, None, None, None, **kw))
+    for partition, contact_id, at in out.touched:
+        schedule.schedule(partition, contact_id, at)
+    for change in out.changes:
+        log.info("lifecycle contact=%s %s %s -> %s", change.contact_id, change.kind, change.from_value, change.to_value,
+                 extra={"contact_id": change.contact_id, "kind": change.kind,
+                        "from_value": change.from_value, "to_value": change.to_value})
+    return pending
+
+
 _in_flight = asyncio.Semaphore(64)  # batches published but not yet acknowledged by the broker
 
 
-async def ack_when_delivered(events, deliveries: list, batch: int, previous: asyncio.Future | None) -> bool:
+async def ack_when_delivered(messages: list, deliveries: list, batch: int, previous: asyncio.Future | None) -> bool:
     """Once all of a batch's outputs are on the broker: write its contact states to the table, then
     acknowledge its inputs (at-least-once). A failed delivery writes and acknowledges nothing and
     stops the worker: the inputs are read again, against the old states, on restart.
@@ -128,7 +137,7 @@ async def ack_when_delivered(events, deliveries: list, batch: int, previous: asy
         if previous is not None and not await _succeeded(previous):
             return False  # the batch before failed and is stopping the worker; this one is replayed too
         await persist_states(batch)
-        ack(events)
+        BulkDelivery.ack(app.consumer, messages)
         return True
     except Exception as exc:
         await crash("publishing a batch failed", exc)
@@ -150,29 +159,24 @@ async def persist_states(batch: int) -> None:
     if not writes:
         return
     for key, value, msg in writes:  # all store writes before the first await: later batches read it
-        focus_event(msg)
+        store.focus(msg.partition)
         if value is not None:
             store[key] = value
         elif key in store:
             del store[key]
-    producer = await app.maybe_start_producer()
-    tid = _tids if app.in_transaction else None
-    sent = []
-    for key, value, msg in writes:
-        p = msg.partition
-        if tid is None:
-            sent.append(await producer.send(changelog, key, value, p, None, None))
-        else:
-            sent.append(await producer.send(changelog, key, value, p, None, None, transactional_id=tid[p]))
+    sent = await send([(changelog, msg.partition, key, value) for key, value, msg in writes])
     persisted: dict = {}
-    for md in await asyncio.gather(*sent):
-        if md.offset > persisted.get(md.topic_partition, -1):
-            persisted[md.topic_partition] = md.offset
-    for tp, offset in persisted.items():
-        if tid is None:
-            store.set_persisted_offset(tp, offset)
+    for future, topic, partition, count in sent:
+        last = (await future).offset + count - 1
+        if last > persisted.get(partition, -1):
+            persisted[partition] = last
+    data = contacts.data
+    for partition, offset in persisted.items():
+        tp = TP(changelog, partition)
+        if app.in_transaction:
+            app.tables.persist_offset_on_commit(data, tp, offset)
         else:
-            app.tables.persist_offset_on_commit(store, tp, offset)
+            data.set_persisted_offset(tp, offset)
 
 
 async def _succeeded(task: asyncio.Future) -> bool:
@@ -194,84 +198,49 @@ async def crash(what: str, exc: BaseException) -> None:
     await app.crash(exc)
 
 
-async def batches(stream, max_size: int, within_s: float):
-    """Events in batches of whatever is already waiting (at most `max_size`): a lone event is
-    processed at once; when a backlog is forming, the batch waits up to `within_s` for it to grow.
-
-    Events are taken straight off the agent's queue, not through Faust's stream iterator, which
-    spends a loop turn and its sensors on every event and acknowledges, unprocessed, the events it
-    skips as read before a rebalance: Faust then commits past them, and a SIGKILL loses them.
-    Dropping them unacknowledged instead leaves gaps that nothing fills when no seek follows. So
-    every event taken is processed: tracked as unacknowledged at once (a rebalance waits for it;
-    Faust empties the queues when one starts, so nothing is taken for a partition already given
-    away) and acknowledged, in order, after its batch's outputs and states are delivered (see
-    ack_when_delivered). One read again after a rebalance counts once (event-id dedup)."""
-    await stream.maybe_start()
-    queue = stream.channel.queue
-    take = queue.get_nowait
-    app_ = stream.app
-    unacked = app_.consumer.unacked
-    acking = app_.topics.acking_topics
-    on_message_in = app_.sensors.on_message_in
-
-    def admit(event, batch: list) -> None:
-        m = event.message
-        if m.topic in acking and not m.tracked:
-            m.tracked = True
-            unacked.add(m)
-            on_message_in(m.tp, m.offset, m)
-        batch.append(event)
-
-    while True:
-        batch: list = []
-        admit(await queue.get(), batch)  # tracked at once: a rebalance waits for it
-        if not queue.empty() and queue.qsize() < max_size and within_s > 0:
-            # A backlog is forming: let Faust's fetcher (one message per loop turn) fill the queue
-            # for a moment instead of paying the batch's fixed costs for a handful of events.
-            await asyncio.sleep(within_s)
-        while len(batch) < max_size and not queue.empty():
-            admit(take(), batch)
-        if batch:
-            yield batch
-
-
-def ack(events) -> None:
-    on_message_out = app.sensors.on_message_out
-    for e in events:
-        if e.ack():
-            m = e.message
-            on_message_out(m.tp, m.offset, m)
-
-
 @app.agent(topics.inputs)
 async def score(stream):
     """Every input of a contact (behaviour, profile, qualification, erasure, cooling tick) → new
-    state, lifecycle changes and a score snapshot; a batch at a time."""
+    state, lifecycle changes and a score snapshot; a batch at a time.
+
+    The batch is whatever Faust's fetcher has delivered meanwhile (streams.bulk), at most
+    LEADPULSE_BATCH_MAX events: one event when the load is light, thousands when a backlog forms.
+    Every message taken is processed and acknowledged in read order after its batch's outputs and
+    states are delivered (see ack_when_delivered); one read again after a rebalance counts once
+    (event-id dedup)."""
     global _last_ack
-    async for events in batches(stream, settings.batch_max, settings.batch_within_s):
+    ticks_topic = settings.ticks_topic
+    while True:
+        messages = await delivery.take(settings.batch_max)
         try:
             started = time.perf_counter()
             batch = states.begin()
-            messages, ticks = [], []
-            for e in events:
-                (ticks if e.message.topic == settings.ticks_topic else messages).append(raw(e))
-            out = pipeline.process(messages)
-            for tick in ticks:
-                at = TICK.unpack(tick.value)[0]
-                pipeline.cool(tick, schedule.pop_due(tick.partition, at), at, out)
+            inputs = [m for m in messages if m.topic != ticks_topic]
+            out = pipeline.process(inputs)
+            if len(inputs) < len(messages):
+                for tick in messages:
+                    if tick.topic == ticks_topic:
+                        at = TICK.unpack(tick.value)[0]
+                        pipeline.cool(tick, schedule.pop_due(tick.partition, at), at, out)
             metrics.observe_batch(out, time.perf_counter() - started)
             deliveries = await publish(out)
         except Exception as exc:
             await crash("scoring a batch failed", exc)
             raise
         await _in_flight.acquire()
-        _last_ack = asyncio.ensure_future(ack_when_delivered(events, deliveries, batch, _last_ack))
+        _last_ack = asyncio.ensure_future(ack_when_delivered(messages, deliveries, batch, _last_ack))
+
 
 
 # -- cooling timer ------------------------------------------------------------------------------------
 
 _ticker: AIOKafkaProducer | None = None
 _scheduled_for: frozenset[int] = frozenset()
+
+
+def partition_of(key: bytes) -> int:
+    """The partition of a contact's key, as the producers' default partitioner (murmur2) puts it."""
+    return (murmur2(key) & 0x7FFFFFFF) % settings.partitions
 
 
 def owned_partitions() -> frozenset[int]:
@@ -282,10 +251,9 @@ def rebuild_schedule(owned: frozenset[int]) -> None:
     """After a rebalance: the cooling instants of the contacts this worker now owns. One pass over
     the owned part of the table per rebalance; ticks never scan."""
     schedule.drop_partitions(set())
-    n = settings.partitions
     census = metrics.ContactCensus()
     for key, raw_state in contacts.items():
-        partition = (murmur2(key) & 0x7FFFFFFF) % n
+        partition = partition_of(key)
         if partition in owned:
             state = model.decode_state(raw_state)
             census.add(state)
@@ -337,7 +305,9 @@ class ContactView(View):
     async def get(self, request: Request, contact_id: str) -> Response:
         # Through the write-behind buffer: a state whose lifecycle changes are already published
         # may not have reached the store yet, and a lookup must not show the contact behind them.
-        raw_state = states.get(contact_id.encode())
+        key = contact_id.encode()
+        store.focus(partition_of(key))
+        raw_state = states.get(key)
         if raw_state is None:
             return self.json({"error": f"unknown contact {contact_id!r}"}, status=404)
         return self.json(snapshot_record(model.snapshot(model.decode_state(raw_state))))

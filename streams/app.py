@@ -13,7 +13,7 @@ import faust
 
 from scoring.model import ScoringModel
 from scoring.rules import default_rules, load_rules
-from streams import faustfixes, logs
+from streams import bulk, faustfixes, logs
 from streams.codec import AvroCodec, codec_from_env
 from streams.settings import Settings
 
@@ -26,6 +26,7 @@ def broker_urls(bootstrap_servers: str) -> str:
 
 def create_app(settings: Settings) -> faust.App:
     faustfixes.apply()
+    bulk.apply()
     if settings.processing_guarantee == "exactly_once":
         logging.getLogger("leadpulse.app").warning(
             "exactly_once is not safe under worker crashes with faust-streaming 0.15.3 (the fault suite "
