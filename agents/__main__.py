@@ -29,8 +29,8 @@ if is_worker and not any(a in ("-h", "--help") for a in sys.argv[2:]):
 import agents.scoring  # noqa: E402,F401  (registers the agents with the app)
 from streams import logs  # noqa: E402
 from streams.admin import ensure_topics_sync  # noqa: E402
-from streams import statedir  # noqa: E402
-from streams.app import app, settings  # noqa: E402
+from streams import restore, statedir  # noqa: E402
+from streams.app import app, contacts, settings  # noqa: E402
 
 if is_worker:
     from aiokafka.errors import KafkaError
@@ -50,6 +50,8 @@ def run() -> None:
         app.main()
         return
     statedir.claim(settings.data_dir, app.conf.tabledir, drop_if_unclean=settings.processing_guarantee == "exactly_once")
+    if settings.restore_at_start:
+        restore.restore_before_start(contacts.data, contacts.changelog_topic.get_topic_name(), settings)
     try:
         app.main()
     except SystemExit as exc:

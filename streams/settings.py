@@ -148,7 +148,7 @@ class Settings:
     processing_guarantee: str
     batch_max: int
     max_message_bytes: int
-    batch_within_s: float
+    restore_at_start: bool
     cooling_interval_s: float
     # web (score lookup, metrics, health)
     web_bind: str
@@ -196,8 +196,8 @@ class Settings:
             # The largest message an input may carry and a dead letter may hold (topic
             # max.message.bytes of the topics leadpulse creates, and its producer's request size).
             max_message_bytes=_int("LEADPULSE_MAX_MESSAGE_BYTES", 8 * 1024 * 1024),
-            # How long a batch may wait for a forming backlog (never for a lone event).
-            batch_within_s=_float("LEADPULSE_BATCH_WITHIN_MS", 20) / 1000.0,
+            # Restore the contact table from its changelog in bulk before joining the group (streams.restore).
+            restore_at_start=_env("LEADPULSE_RESTORE_AT_START", "1") in ("1", "true", "yes"),
             cooling_interval_s=_float("LEADPULSE_COOLING_INTERVAL_S", 1.0),
             web_bind=_env("LEADPULSE_WEB_BIND", "127.0.0.1"),
             # The name other workers reach this one by (score lookups are routed to the owner).
