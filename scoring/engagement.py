@@ -133,15 +133,20 @@ class Engagement:
     def refresh(self, st, same_rules: bool = True) -> None:
         """Recompute derived caches after decoding (bucket contributions, limits); the running
         total is kept bit-exact unless the state was computed under other rules."""
-        if st.buckets:
+        buckets = st.buckets
+        if buckets:
             caps = self.caps
-            out = {}
-            for k, (S, D, _) in st.buckets.items():
+            for k, (S, D, _) in buckets.items():  # values only: the dict's size does not change
                 cap = caps.get(k & KEY_MASK)
                 a = -S if S < 0 else S
-                out[k] = (S, D, D if cap is None or a <= cap else D * cap / a)
-            st.buckets = out
-        self._limits(st)
+                buckets[k] = (S, D, D if cap is None or a <= cap else D * cap / a)
+        if st.wm:  # the limits maintain() keeps
+            cut = st.wm - self.tol
+            st.floor = cut if cut > 1 else 1
+            st.next_maint = (cut // DAY_MS + 1) * DAY_MS + self.tol
+        else:
+            st.floor = 1
+            st.next_maint = 0
         if not same_rules:
             st.total = self.recompute_total(st)
 
@@ -151,15 +156,6 @@ class Engagement:
         for v in st.buckets.values():
             total += v[2]
         return total
-
-    def _limits(self, st) -> None:
-        if st.wm:
-            cut = st.wm - self.tol
-            st.floor = cut if cut > 1 else 1
-            st.next_maint = (cut // DAY_MS + 1) * DAY_MS + self.tol
-        else:
-            st.floor = 1
-            st.next_maint = 0
 
     def maintain(self, st) -> None:
         """Event time entered a new day: forget old ids, fold closed windows, maybe rebase."""
@@ -211,8 +207,9 @@ class Engagement:
 
         Parts are added to ``out`` (a new dict by default) in rule-key order of the state."""
         d = 2.0 ** ((st.ref - T) * self.inv_h)
-        per = st.acc.copy()
+        per = st.acc  # read only, unless windows must be added in
         if st.buckets:
+            per = per.copy()
             get = per.get
             for bk, v in st.buckets.items():
                 k = bk & KEY_MASK

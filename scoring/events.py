@@ -9,7 +9,7 @@ core must not read (replays and backtests would then disagree with live).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from .errors import InvalidEvent
 
@@ -33,6 +33,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "email_bounce",
     "case_study_view",
 )
+_KNOWN_TYPES = frozenset(EVENT_TYPES)
 
 #: Sales actions on a contact.  "criteria" records BANT/MEDDICC answers; the others move the stage.
 ACTIONS: tuple[str, ...] = ("criteria", "accept", "reject", "disqualify", "won")
@@ -65,6 +66,27 @@ class BehaviourEvent:
     properties: Mapping[str, str] = field(default_factory=dict)
     source: str = ""
     anonymous_id: str | None = None
+
+
+_new = object.__new__
+(_set_event_id, _set_contact_id, _set_event_type, _set_occurred_at, _set_properties, _set_source,
+ _set_anonymous_id) = (BehaviourEvent.__dict__[f.name].__set__ for f in fields(BehaviourEvent))
+
+
+def behaviour_event(event_id: str, contact_id: str, event_type: str, occurred_at: int, properties: Mapping[str, str],
+                    source: str, anonymous_id: str | None) -> BehaviourEvent:
+    """``BehaviourEvent(...)`` with every field given, in half the time: the frozen dataclass's
+    ``__init__`` goes through ``object.__setattr__`` for each field, this stores them through the
+    slots' descriptors (the decoder builds one per consumed event)."""
+    e = _new(BehaviourEvent)
+    _set_event_id(e, event_id)
+    _set_contact_id(e, contact_id)
+    _set_event_type(e, event_type)
+    _set_occurred_at(e, occurred_at)
+    _set_properties(e, properties)
+    _set_source(e, source)
+    _set_anonymous_id(e, anonymous_id)
+    return e
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,13 +134,19 @@ def _check_time(value: object, name: str, now_ms: int, max_future_ms: int) -> No
 
 def validate_event(e: BehaviourEvent, now_ms: int, max_future_ms: int = DAY_MS) -> None:
     """Raise ``InvalidEvent`` if ``e`` must not reach the model (call before ``apply_event``)."""
-    _check_id(e.event_id, "event_id")
-    _check_id(e.contact_id, "contact_id")
-    if e.event_type not in EVENT_TYPES:
-        raise InvalidEvent("event_type", f"unknown event type {e.event_type!r}")
-    _check_time(e.occurred_at, "occurred_at", now_ms, max_future_ms)
+    # Every event goes through here: the usual valid values pass a few cheap tests, anything else
+    # gets the detailed checks (same order, same error).
+    eid, cid, t = e.event_id, e.contact_id, e.occurred_at
+    if not (type(eid) is str and type(cid) is str and eid.strip() and cid.strip()):
+        _check_id(eid, "event_id")
+        _check_id(cid, "contact_id")
+    et = e.event_type
+    if (et not in _KNOWN_TYPES) if type(et) is str else (et not in EVENT_TYPES):  # the set needs a hashable
+        raise InvalidEvent("event_type", f"unknown event type {et!r}")
+    if not (type(t) is int and 0 < t <= now_ms + max_future_ms):
+        _check_time(t, "occurred_at", now_ms, max_future_ms)
     props = e.properties
-    if not isinstance(props, Mapping):
+    if type(props) is not dict and not isinstance(props, Mapping):
         raise InvalidEvent("properties", f"expected a mapping, got {type(props).__name__}")
     for k, v in props.items():
         if not isinstance(k, str) or not isinstance(v, str):

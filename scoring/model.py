@@ -270,6 +270,8 @@ class ScoringModel:
             changes.extend(more)
         if run:
             state, more = self.apply_events(state, run, rejected=rejected, inplace=inplace)
+            if not changes:  # only events (the usual case): their changes are all the changes
+                return state, more
             changes.extend(more)
         return state, changes
 
@@ -364,18 +366,23 @@ class ScoringModel:
         it, ``advance(state, t - 1)`` does not.  (With negative engagement the score rises
         towards the fit score as penalties fade, so the change can be a warming.)
         """
+        # Most contacts never change by decay alone: find that out on the state itself (read only),
+        # and copy it only to step through the moves when there is one.  Quickest: the raw-space
+        # band kept for the hot loop (``_band``) is open on the side the decay goes to.
+        total = state.total
+        if total == 0.0 or (state.lo == -_INF if total > 0 else state.hi == _INF):
+            return None
+        t = self._next_transition(state)
+        if t is None:
+            return None
         st = state.copy()
-        if st.lo is None:
-            self._refresh(st)
         for _ in range(16):
+            st.as_of = t
+            if self._moves(st, t):  # the decisions of _settle, without building the changes
+                return t
             t = self._next_transition(st)
             if t is None:
                 return None
-            changes: list[LifecycleChange] = []
-            st.as_of = t
-            self._settle(st, t, None, changes)
-            if changes:
-                return t
         return None  # pragma: no cover - silent steps are at most one per stage
 
     def score_at(self, state: ContactState, at: float) -> float:
@@ -401,9 +408,23 @@ class ScoringModel:
         elif at > st.as_of:
             st = st.copy()
             self._advance(st, at, [])
-        e, parts = self._explain(st, at)
+        e, parts = self._eng.breakdown(st, at, {"fit": st.fit})
         return ScoreSnapshot(st.contact_id, at, st.fit + e, e, st.fit, st.grade, st.temperature, st.stage,
                              parts, self.version)
+
+    def snapshot_fields(self, state: ContactState) -> dict:
+        """``snapshot(state)`` as a dict of its fields, the numbers (explanation included) as floats:
+        for a caller that serialises the snapshot at once.  The agent does that for every contact
+        of every batch, and building the frozen value object costs more than computing it."""
+        st = state
+        if st.lo is None:
+            st = st.copy()
+            self._refresh(st)
+        fit = st.fit
+        e, parts = self._eng.breakdown(st, st.as_of, {"fit": float(fit)})  # the other parts are floats
+        return {"contact_id": st.contact_id, "at": st.as_of, "score": float(fit + e), "engagement": float(e),
+                "fit": float(fit), "grade": st.grade, "temperature": st.temperature, "stage": st.stage,
+                "explanation": parts, "rules_version": self.version}
 
     def erase(self, contact_id: str, at: int) -> LifecycleChange:
         """The change to publish when a contact is erased (GDPR); the caller deletes the state."""
@@ -421,7 +442,7 @@ class ScoringModel:
         """Inverse of ``encode_state``: the decoded state is equal to the encoded one and gives
         bit-identical results (a table round trip between two batches changes nothing)."""
         st, tag = unpack(data)
-        self._eng.refresh(st, same_rules=tag == self._tag)
+        self._eng.refresh(st, tag == self._tag)
         self._band(st)
         return st
 
@@ -485,7 +506,15 @@ class ScoringModel:
         return any(name in fws and mask.bit_count() >= fws[name].min_met for name, mask in st.criteria.items())
 
     def _settle(self, st: ContactState, at: int, cause: str | None, changes: list) -> None:
-        """Exact evaluation at ``at``: temperature (hysteresis) and score-driven stage moves.
+        """Exact evaluation at ``at``: temperature (hysteresis) and score-driven stage moves."""
+        moves = self._moves(st, at)
+        if moves:
+            self._emit(st, at, cause, moves, changes)
+        self._band(st)
+
+    def _moves(self, st: ContactState, at: int) -> list | None:
+        """Make the temperature and stage moves due at ``at`` on ``st``; return them as (kind, from,
+        to), or None (re-arming a recycled contact is no move).  Only scalars of ``st`` change.
 
         Same decisions as ``lifecycle.next_temperature`` and the transition table, with the
         thresholds precomputed (this runs for every change, on the hot path)."""
@@ -513,12 +542,7 @@ class ScoringModel:
                 if st.criteria and self._criteria_complete(st):  # qualified by sales while still a lead
                     st.stage = transition(MQL, "criteria")
                     emitted.append(("stage", MQL, SQL))
-        if emitted:
-            self._emit(st, at, cause, emitted, changes)
-        self._band(st)
-
-    def _explain(self, st: ContactState, at: float) -> tuple[float, dict[str, float]]:
-        return self._eng.breakdown(st, at, {"fit": st.fit})
+        return emitted
 
     def _emit(self, st: ContactState, at: int, cause: str | None, items: list, changes: list) -> None:
         # Changes emitted together share one explanation dict: treat it as read-only.
@@ -546,22 +570,28 @@ class ScoringModel:
         if total == 0.0:
             return None
         lo, hi = self._score_band(st)
-        f = st.fit
-        ref = st.ref
-        inv_h = self._inv_h
-        cap = self._cap
         if total > 0:  # decaying down towards the fit score: first instant below lo
-            tx = None if lo == -_INF else self._eng.crossing_estimate(st, lo - f)
+            tx = None if lo == -_INF else self._eng.crossing_estimate(st, lo - st.fit)
             if tx is None:
                 return None
             t = math.floor(tx) + 1
         else:  # penalties fading: rising towards the fit score, first instant at hi
-            tx = None if hi == _INF else self._eng.crossing_estimate(st, hi - f)
+            tx = None if hi == _INF else self._eng.crossing_estimate(st, hi - st.fit)
             if tx is None:
                 return None
             t = math.ceil(tx)
         if t > _MAX_TIME:
             return None
+        return self._first_outside(st, lo, hi, t)
+
+    def _first_outside(self, st: ContactState, lo: float, hi: float, t: int) -> int:
+        """The estimate ``t`` of ``_next_transition`` made exact (apart, so that the common "never"
+        answer does not pay for the closure's cells)."""
+        total = st.total
+        f = st.fit
+        ref = st.ref
+        inv_h = self._inv_h
+        cap = self._cap
         after = st.as_of
         if t <= after:
             t = after + 1

@@ -17,9 +17,9 @@ Binary format, little-endian, version 1 (first byte)::
             ns x 8-byte event-id hash, ns x H UTC day              dedup memory
             nc x (B len, utf-8 framework, H criteria bitmask)      qualification
 
-The body is one ``struct`` call in each direction (formats cached by shape): decoding a
-typical state costs a few microseconds, which matters because the agent round-trips the
-table on every batch.
+Header and body are one ``struct`` call in each direction (formats cached by shape; decoding
+finds the format from the header's raw count bytes): decoding a typical state costs a few
+microseconds, which matters because the agent round-trips the table on every batch.
 """
 
 from __future__ import annotations
@@ -121,18 +121,26 @@ class ContactState:
                 f"{len(self.buckets)}w, seen={len(self.seen)})")
 
 
-def _body(ncid: int, na: int, nb: int, ns: int) -> struct.Struct:
-    """The variable part as ONE struct (cached by shape): a single C call packs/unpacks it."""
+def _layout(ncid: int, na: int, nb: int, ns: int) -> struct.Struct:
+    """Header and body as ONE struct (cached by shape): a single C call packs/unpacks a state.
+    Little-endian without padding, so it is byte for byte the header followed by the body."""
     key = (ncid, na, nb, ns)
-    fmt = _BODIES.get(key)
+    fmt = _LAYOUTS.get(key)
     if fmt is None:
-        if len(_BODIES) > 4096:
-            _BODIES.clear()
-        fmt = _BODIES[key] = struct.Struct(f"<{ncid}s{na}I{na}d{nb}Q{nb}d{nb}d{'8s' * ns}{ns}H")
+        if len(_LAYOUTS) > 4096:
+            _LAYOUTS.clear()
+        fmt = _LAYOUTS[key] = struct.Struct(
+            f"{_HEAD.format}{ncid}s{na}I{na}d{nb}Q{nb}d{nb}d{'8s' * ns}{ns}H")
     return fmt
 
 
-_BODIES: dict[tuple[int, int, int, int], struct.Struct] = {}
+_LAYOUTS: dict[tuple[int, int, int, int], struct.Struct] = {}
+#: Where the header's counts (H len(contact_id) | H na | H nb | I ns | B nc) start: unpack looks the
+#: layout up by these raw bytes, so a state is decoded without unpacking its header first.
+_COUNTS = struct.calcsize("<BIqqqqddBBBB")
+_COUNTS_FMT = struct.Struct("<HHHIB")
+_BODY = 17  # index of the first body value (the contact id) in an unpacked layout
+_BY_COUNTS: dict[bytes, tuple[struct.Struct, int, int, int, int]] = {}
 
 
 def pack(st: ContactState, rules_tag: int = 0) -> bytes:
@@ -145,19 +153,18 @@ def pack(st: ContactState, rules_tag: int = 0) -> bytes:
     bk = st.buckets
     seen = st.seen
     crit = st.criteria
-    na, nb, ns = len(acc), len(bk), len(seen)
-    head = _HEAD.pack(FORMAT_VERSION, rules_tag, st.as_of, st.wm, st.ref, st.profile_at, st.fit, st.total,
-                      _GRADE_IDX[st.grade], _TEMP_IDX[st.temperature], _STAGE_IDX[st.stage], 1 if st.armed else 0,
-                      len(cid), na, nb, ns, len(crit))
+    ncid, na, nb, ns = len(cid), len(acc), len(bk), len(seen)
     if nb:
-        vals = bk.values()
-        body = _body(len(cid), na, nb, ns).pack(cid, *acc, *acc.values(), *bk, *[v[0] for v in vals],
-                                                *[v[1] for v in vals], *seen, *seen.values())
+        raw, decayed, _ = zip(*bk.values())  # per window: raw points, decayed sum (the cap part is derived)
     else:
-        body = _body(len(cid), na, 0, ns).pack(cid, *acc, *acc.values(), *seen, *seen.values())
+        raw = decayed = ()
+    data = _layout(ncid, na, nb, ns).pack(
+        FORMAT_VERSION, rules_tag, st.as_of, st.wm, st.ref, st.profile_at, st.fit, st.total, _GRADE_IDX[st.grade],
+        _TEMP_IDX[st.temperature], _STAGE_IDX[st.stage], 1 if st.armed else 0, ncid, na, nb, ns, len(crit),
+        cid, *acc, *acc.values(), *bk, *raw, *decayed, *seen, *seen.values())
     if not crit:
-        return head + body
-    parts = [head, body]
+        return data
+    parts = [data]
     for name, mask in crit.items():
         nb_ = name.encode()
         parts.append(struct.pack(f"<B{len(nb_)}sH", len(nb_), nb_, mask))
@@ -175,28 +182,40 @@ def unpack(data: bytes) -> tuple[ContactState, int]:
 def _unpack(data: bytes) -> tuple[ContactState, int]:
     if not data or data[0] != FORMAT_VERSION:
         raise ValueError(f"unsupported state format version {data[0] if data else None}")
-    (_, tag, as_of, wm, ref, profile_at, fit, total, g, t, s, flags, ncid, na, nb, ns, nc) = _HEAD.unpack_from(data, 0)
-    body = _body(ncid, na, nb, ns)
-    v = body.unpack_from(data, _HEAD.size)
-    off = _HEAD.size + body.size
+    counts = data[_COUNTS:_HEAD.size]
+    layout = _BY_COUNTS.get(counts)
+    if layout is None:
+        layout = _layout_of(counts)
+    fmt, na, nb, ns, nc = layout
+    v = fmt.unpack_from(data)
+    off = fmt.size
     st = _new_state(ContactState)
-    st.contact_id = v[0].decode()
-    st.as_of, st.wm, st.ref, st.profile_at, st.fit, st.total = as_of, wm, ref, profile_at, fit, total
+    (_, tag, st.as_of, st.wm, st.ref, st.profile_at, st.fit, st.total, g, t, s, flags) = v[:12]
     st.grade, st.temperature, st.stage, st.armed = GRADES[g], TEMPERATURES[t], STAGES[s], bool(flags & 1)
-    i = 1 + 2 * na
-    st.acc = dict(zip(v[1:1 + na], v[1 + na:i]))
+    st.contact_id = v[_BODY].decode()
+    # Plain loops over the flat tuple: states are small, and for a few items they are about twice
+    # as fast as dict(zip(...)) of slices.
+    acc = st.acc = {}
+    i = _BODY + 1 + na
+    for k in range(_BODY + 1, i):
+        acc[v[k]] = v[k + na]
+    i += na
+    buckets = st.buckets = {}
     if nb:
-        st.buckets = {k: (S, D, 0.0) for k, S, D in zip(v[i:i + nb], v[i + nb:i + 2 * nb], v[i + 2 * nb:i + 3 * nb])}
+        # (raw points, decayed sum, capped contribution): the last one is derived, by the model, on load
+        for k in range(i, i + nb):
+            buckets[v[k]] = (v[k + nb], v[k + 2 * nb], 0.0)
         i += 3 * nb
-    else:
-        st.buckets = {}
-    st.seen = dict(zip(v[i:i + ns], v[i + ns:])) if ns else {}
-    st.criteria = {}
-    for _ in range(nc):
-        ln = data[off]
-        name, mask = struct.unpack_from(f"<{ln}sH", data, off + 1)
-        off += 1 + ln + 2
-        st.criteria[name.decode()] = mask
+    seen = st.seen = {}
+    for k in range(i, i + ns):
+        seen[v[k]] = v[k + ns]
+    crit = st.criteria = {}
+    if nc:
+        for _ in range(nc):
+            ln = data[off]
+            name, mask = struct.unpack_from(f"<{ln}sH", data, off + 1)
+            off += 1 + ln + 2
+            crit[name.decode()] = mask
     if off != len(data):
         raise ValueError(f"{len(data) - off} trailing bytes")
     st.lo = None
@@ -204,3 +223,12 @@ def _unpack(data: bytes) -> tuple[ContactState, int]:
     st.floor = 1
     st.next_maint = 0
     return st, tag
+
+
+def _layout_of(counts: bytes) -> tuple[struct.Struct, int, int, int, int]:
+    """The layout of a state whose header ends with these counts (cached by them)."""
+    ncid, na, nb, ns, nc = _COUNTS_FMT.unpack(counts)
+    if len(_BY_COUNTS) > 4096:
+        _BY_COUNTS.clear()
+    layout = _BY_COUNTS[counts] = (_layout(ncid, na, nb, ns), na, nb, ns, nc)
+    return layout

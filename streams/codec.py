@@ -5,6 +5,11 @@ Confluent-compatible registry when one is configured, otherwise from the built-i
 `schemas/` (see `schemas/catalogue.toml`). Decoding resolves the writer's schema (named by the id)
 into the reader's, so a producer on an older schema version is still read.
 
+The hot path does not walk the schema per call: records are written, and read when the writer's
+schema is the reader's, by code compiled once per schema (`streams.avrofast`), byte for byte what
+fastavro writes. fastavro stays for schema resolution, for schemas that code does not cover, and
+for records with values it leaves to fastavro (an int for a double, say): its bytes or its error.
+
 Everything that can go wrong with input bytes raises a subclass of `DecodeError`, and only that.
 """
 
@@ -18,10 +23,12 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import fastavro
 from fastavro._read_common import SchemaResolutionError
+
+from streams import avrofast
 
 MAGIC = 0
 HEADER = struct.Struct(">bI")
@@ -156,6 +163,7 @@ class SchemaRegistry:
 class _Resolution:
     writer: dict
     reader: dict | None  # None when writer and reader are the same schema
+    fast: Callable | None = None  # the writer schema's compiled decoder, when there is nothing to resolve
 
 
 class AvroCodec:
@@ -164,11 +172,22 @@ class AvroCodec:
     def __init__(self, source: SchemaSource | None = None):
         self.source = source or Catalogue()
         self._resolutions: dict[tuple[int, str], _Resolution] = {}
+        self._writers: dict[int, tuple[bytes, Callable | None]] = {}  # schema id -> (header, compiled encoder)
 
     def encode(self, name: str, record: dict) -> bytes:
         schema_id = self.source.writer_id(name)
+        writer = self._writers.get(schema_id)
+        if writer is None:
+            writer = self._writers[schema_id] = (
+                HEADER.pack(MAGIC, schema_id), avrofast.encoder(self.source.schema(schema_id)))
+        header, fast = writer
+        if fast is not None:
+            try:
+                return fast(record, header)
+            except Exception:  # noqa: BLE001 - a value the fast path leaves to fastavro: its bytes or its error
+                pass
         buf = io.BytesIO()
-        buf.write(HEADER.pack(MAGIC, schema_id))
+        buf.write(header)
         fastavro.schemaless_writer(buf, self.source.schema(schema_id), record)
         return buf.getvalue()
 
@@ -183,6 +202,8 @@ class AvroCodec:
                     f"schema id {schema_id} is a {_record_name(writer)}, expected a {name}", "schema_id"
                 )
             res = _Resolution(writer, None if writer is reader else reader)
+            if res.reader is None:
+                res.fast = avrofast.decoder(writer)
             self._resolutions[key] = res
         return res
 
@@ -194,7 +215,17 @@ class AvroCodec:
         magic, schema_id = HEADER.unpack_from(data)
         if magic != MAGIC:
             raise WireFormatError(f"magic byte {magic} is not 0 (not Confluent-framed Avro)", "magic")
-        res = self._resolution(schema_id, name)
+        res = self._resolutions.get((schema_id, name)) or self._resolution(schema_id, name)
+        if res.fast is not None:
+            try:
+                record, end = res.fast(data, HEADER.size)
+            except avrofast.Truncated as exc:
+                raise AvroBodyError(f"truncated Avro body ({exc})", "value") from None
+            except avrofast.BodyError as exc:
+                raise AvroBodyError(f"corrupt Avro body: {exc}", "value") from None
+            if end != len(data):
+                raise AvroBodyError(f"{len(data) - end} trailing bytes after the Avro body", "value")
+            return record
         buf = io.BytesIO(data)
         buf.seek(HEADER.size)
         try:
