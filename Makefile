@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-unit test-deps demo chaos bench-core bench-pipeline bench-backtest bench test-tools worker dashboard kafka-start kafka-stop kafka-status clean
+.PHONY: help venv test test-unit test-deps demo chaos bench-core bench-step bench-pipeline bench-backtest bench test-tools worker dashboard kafka-start kafka-stop kafka-status clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -41,6 +41,9 @@ chaos: $(STAMP)  ## fault injection: 200k events, SIGKILLed workers, a broker re
 bench-core: $(STAMP)  ## score updates per second of the pure scoring core, on one core
 	@mkdir -p bench/results
 	$(PY) bench/core.py
+
+bench-step: $(STAMP)  ## events/s of the worker's batch step alone, in-process, no Kafka (200k events over 50k contacts)
+	$(PY) bench/step.py
 
 bench-pipeline: $(STAMP)  ## events/s of one worker draining 100k events over 10k contacts on the local broker
 	$(PY) bench/pipeline.py

@@ -35,7 +35,7 @@ changelog = contacts.changelog_topic.get_topic_name()
 # State writes wait for the batch's outputs to be delivered (see agents.writebehind).
 states = WriteBehind(store)
 # The agent's input, a partition's fetch at a time (see streams.bulk).
-delivery = BulkDelivery(app, topics.inputs.topics)
+delivery = BulkDelivery(app, topics.inputs.topics, fetch_wait_ms=settings.fetch_wait_ms)
 
 
 def focus(msg) -> None:
@@ -112,10 +112,11 @@ async def publish(out: Outputs) -> list:
             pending.append(await producer.send(rec.topic, rec.key, rec.value, None, None, None, **kw))
     for partition, contact_id, at in out.touched:
         schedule.schedule(partition, contact_id, at)
-    for change in out.changes:
-        log.info("lifecycle contact=%s %s %s -> %s", change.contact_id, change.kind, change.from_value, change.to_value,
-                 extra={"contact_id": change.contact_id, "kind": change.kind,
-                        "from_value": change.from_value, "to_value": change.to_value})
+    if log.isEnabledFor(logging.DEBUG):  # a line per change only with `-l debug`: the topic is the record
+        for change in out.changes:
+            log.debug("lifecycle contact=%s %s %s -> %s", change.contact_id, change.kind, change.from_value,
+                      change.to_value, extra={"contact_id": change.contact_id, "kind": change.kind,
+                                              "from_value": change.from_value, "to_value": change.to_value})
     return pending
 
 

@@ -23,17 +23,24 @@ import asyncio
 from collections.abc import Iterable
 
 from faust.transport import consumer as faust_consumer
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types.tuples import ConsumerMessage
 
 _drain_messages = faust_consumer.Consumer._drain_messages
+_create_worker_consumer = faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
+FETCH_MIN_BYTES = 1024 * 1024  # a backlog fills this at once; a trickle waits out the fetch wait
 
 
 class BulkDelivery:
     """Lists of consumed messages of `topics`, a partition's fetch per item, for one agent."""
 
-    def __init__(self, app, topics: Iterable[str], maxsize: int = 16):
+    def __init__(self, app, topics: Iterable[str], fetch_wait_ms: int = 0, maxsize: int = 16):
         self.app = app
         self.topics = frozenset(topics)
+        # How long the broker may hold a fetch for more records (Faust asks for any at all): a
+        # batch's fixed costs (sends, acknowledgements, the changelog offsets) are then shared by
+        # many events at a moderate rate too, not only in a backlog, for at most this much latency.
+        self.fetch_wait_ms = fetch_wait_ms
         self.queue = app.FlowControlQueue(maxsize=maxsize, clear_on_resume=True)
         app.__dict__["_leadpulse_bulk"] = self
 
@@ -145,5 +152,16 @@ async def _drain_in_bulk(self, fetcher) -> None:
         raise
 
 
+def _create_consumer_with_fetch_wait(self, transport):
+    """Faust's worker consumer, with the bulk delivery's fetch wait (Faust sets no minimum size)."""
+    consumer = _create_worker_consumer(self, transport)
+    bulk: BulkDelivery | None = self.app.__dict__.get("_leadpulse_bulk")
+    if bulk is not None and bulk.fetch_wait_ms > 0:
+        consumer._fetch_min_bytes = FETCH_MIN_BYTES
+        consumer._fetch_max_wait_ms = bulk.fetch_wait_ms
+    return consumer
+
+
 def apply() -> None:
     faust_consumer.Consumer._drain_messages = _drain_in_bulk
+    faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = _create_consumer_with_fetch_wait

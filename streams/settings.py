@@ -149,6 +149,7 @@ class Settings:
     batch_max: int
     max_message_bytes: int
     restore_at_start: bool
+    fetch_wait_ms: int
     cooling_interval_s: float
     # web (score lookup, metrics, health)
     web_bind: str
@@ -198,6 +199,8 @@ class Settings:
             max_message_bytes=_int("LEADPULSE_MAX_MESSAGE_BYTES", 8 * 1024 * 1024),
             # Restore the contact table from its changelog in bulk before joining the group (streams.restore).
             restore_at_start=_env("LEADPULSE_RESTORE_AT_START", "1") in ("1", "true", "yes"),
+            # How long the broker may hold a fetch to fill a batch (streams.bulk): latency for CPU.
+            fetch_wait_ms=_int("LEADPULSE_FETCH_WAIT_MS", 10),
             cooling_interval_s=_float("LEADPULSE_COOLING_INTERVAL_S", 1.0),
             web_bind=_env("LEADPULSE_WEB_BIND", "127.0.0.1"),
             # The name other workers reach this one by (score lookups are routed to the owner).

@@ -85,3 +85,23 @@ def test_a_gap_that_does_not_fill_is_read_again_and_then_skipped_if_it_is_no_rec
     assert asyncio.run(commit_once()) is None  # the re-read has not passed 10 yet: keep waiting
     acks._read_offset["tp"] = 12  # it has passed 10 without returning it: a transaction marker
     assert asyncio.run(commit_once()) == 13
+
+
+class _ConsumerThread:
+    def __init__(self, app):
+        self.app = app
+
+
+def test_the_worker_consumer_lets_the_broker_hold_a_fetch_for_the_bulk_delivery(monkeypatch):
+    """Faust asks for any record at all (fetch.min.bytes 1): each trickle of events became a batch."""
+    from types import SimpleNamespace
+
+    from streams import bulk
+
+    monkeypatch.setattr(bulk, "_create_worker_consumer",
+                        lambda self, transport: SimpleNamespace(_fetch_min_bytes=1, _fetch_max_wait_ms=1500))
+    waiting = SimpleNamespace(_leadpulse_bulk=SimpleNamespace(fetch_wait_ms=10))  # an app with a bulk delivery
+    consumer = AIOKafkaConsumerThread._create_worker_consumer(_ConsumerThread(waiting), None)
+    assert (consumer._fetch_min_bytes, consumer._fetch_max_wait_ms) == (bulk.FETCH_MIN_BYTES, 10)
+    plain = AIOKafkaConsumerThread._create_worker_consumer(_ConsumerThread(SimpleNamespace()), None)
+    assert (plain._fetch_min_bytes, plain._fetch_max_wait_ms) == (1, 1500)  # no bulk delivery: Faust's own
