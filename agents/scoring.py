@@ -112,11 +112,15 @@ async def publish(out: Outputs) -> list:
             pending.append(await producer.send(rec.topic, rec.key, rec.value, None, None, None, **kw))
     for partition, contact_id, at in out.touched:
         schedule.schedule(partition, contact_id, at)
-    if log.isEnabledFor(logging.DEBUG):  # a line per change only with `-l debug`: the topic is the record
-        for change in out.changes:
-            log.debug("lifecycle contact=%s %s %s -> %s", change.contact_id, change.kind, change.from_value,
-                      change.to_value, extra={"contact_id": change.contact_id, "kind": change.kind,
-                                              "from_value": change.from_value, "to_value": change.to_value})
+    # A log line per erasure (an audit trail of what was forgotten); per other change only with
+    # `-l debug`: at info a busy worker would write thousands a second, and the topic is the record.
+    debug = log.isEnabledFor(logging.DEBUG)
+    for change in out.changes:
+        if debug or change.kind == "erasure":
+            log.log(logging.INFO if change.kind == "erasure" else logging.DEBUG, "lifecycle contact=%s %s %s -> %s",
+                    change.contact_id, change.kind, change.from_value, change.to_value,
+                    extra={"contact_id": change.contact_id, "kind": change.kind,
+                           "from_value": change.from_value, "to_value": change.to_value})
     return pending
 
 
