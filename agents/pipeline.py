@@ -39,7 +39,6 @@ class RawMessage:
     offset: int
     key: bytes | None
     value: bytes | None
-    event: Any = None  # the framework's event object, handed back to `focus` (see Pipeline)
 
 
 @dataclass(slots=True)
@@ -191,19 +190,12 @@ class Pipeline:
         for msg in messages:
             kind = kinds[msg.topic]
             try:
-                rec = decode(RECORD_OF[kind], msg.value)
-                if kind == EVENTS:  # most inputs: to_domain and validate, inline
-                    value = behaviour_event(rec["event_id"], rec["contact_id"], rec["event_type"], rec["occurred_at"],
-                                            rec["properties"], rec["source"], rec["anonymous_id"])
-                    validate_event(value, now)
-                    contact_id = value.contact_id
-                elif kind == ERASURES:
-                    value = rec
+                value = to_domain(kind, decode(RECORD_OF[kind], msg.value))
+                if kind == ERASURES:
                     if not value["contact_id"].strip():
                         raise EraseRequestInvalid("contact_id", "empty")
                     contact_id = value["contact_id"]
                 else:
-                    value = to_domain(kind, rec)
                     _VALIDATE[kind](value, now)
                     contact_id = value.contact_id
             except (DecodeError, ScoringError, TypeError) as exc:

@@ -33,7 +33,7 @@ TICK = struct.Struct(">q")
 store = PartitionStore(contacts.data)
 changelog = contacts.changelog_topic.get_topic_name()
 # State writes wait for the batch's outputs to be delivered (see agents.writebehind).
-states = WriteBehind(store)
+states = WriteBehind(store, focus=lambda msg: store.focus(msg.partition))
 # The agent's input, a partition's fetch at a time (see streams.bulk).
 delivery = BulkDelivery(app, topics.inputs.topics, fetch_wait_ms=settings.fetch_wait_ms)
 
@@ -160,15 +160,9 @@ async def persist_states(batch: int) -> None:
     partition and (exactly_once) its transaction, and are delivered before the inputs are
     acknowledged. The store then learns the changelog offsets it holds, as Faust's own path does,
     so a restart restores only what came after them."""
-    writes = states.take(batch)
+    writes = states.write(batch)  # all store writes before the first await: later batches read them
     if not writes:
         return
-    for key, value, msg in writes:  # all store writes before the first await: later batches read it
-        store.focus(msg.partition)
-        if value is not None:
-            store[key] = value
-        elif key in store:
-            del store[key]
     sent = await send([(changelog, msg.partition, key, value) for key, value, msg in writes])
     persisted: dict = {}
     for future, topic, partition, count in sent:

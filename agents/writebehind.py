@@ -55,8 +55,8 @@ class WriteBehind(MutableMapping):
             writes.append((key, None if value is _DELETED else value, msg))
         return writes
 
-    def flush(self, batch: int) -> int:
-        """Write the batch's states to `table` (see `take`; batches in order). Returns the number written."""
+    def write(self, batch: int) -> list[tuple[bytes, Any, Any]]:
+        """Write the batch's states to `table` (see `take`; batches in order) and return them."""
         table, focus = self.table, self._focus
         writes = self.take(batch)
         for key, value, msg in writes:
@@ -65,7 +65,11 @@ class WriteBehind(MutableMapping):
                 table.pop(key, None)
             else:
                 table[key] = value
-        return len(writes)
+        return writes
+
+    def flush(self, batch: int) -> int:
+        """`write`, returning the number of states written."""
+        return len(self.write(batch))
 
     def discard(self) -> None:
         """Forget every held write (the worker is going down; the inputs will be replayed)."""

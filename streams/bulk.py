@@ -63,8 +63,7 @@ class BulkDelivery:
         """Acknowledge processed messages (their offsets become committable, in order)."""
         ack = consumer.ack
         for m in messages:
-            if not m.acked:
-                ack(m)
+            ack(m)
 
 
 async def _drain_in_bulk(self, fetcher) -> None:
