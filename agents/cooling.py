@@ -6,6 +6,7 @@ is recognised and dropped when it surfaces (the latest instant per contact is ke
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 
 
@@ -55,3 +56,65 @@ class CoolingSchedule:
 
     def partitions(self) -> list[int]:
         return list(self._heaps)
+
+
+# -- the worker's side: rebuilding the schedule, and the timer that sends ticks ---------------------
+
+def rebuild(schedule: CoolingSchedule, partitions: set[int], items_of, next_cooling_at, decode_state,
+            owner=None, census=None) -> int:
+    """After a rebalance, once the partitions' stores are up to date and no batch is in flight: the
+    cooling instants of every contact of `partitions` (and a census of them), the others forgotten.
+    Read from each partition's own store, never by hashing keys: a contact is wherever its state is.
+    `owner`, when given, filters a store shared by every partition (memory://). Returns the count."""
+    schedule.drop_partitions(set())
+    n = 0
+    for p in sorted(partitions):
+        for key, raw in items_of(p):
+            contact_id = key.decode()
+            if owner is not None and owner(contact_id) != p:
+                continue
+            state = decode_state(raw)
+            if census is not None:
+                census.add(state)
+            schedule.schedule(p, contact_id, next_cooling_at(state))
+            n += 1
+    return n
+
+
+def due_partitions(schedule: CoolingSchedule, owned: set[int], now: int) -> list[int]:
+    """The owned partitions with a contact due to cool at `now`."""
+    return [p for p in sorted(owned) if (at := schedule.next_due(p)) is not None and at <= now]
+
+
+def register(rt) -> None:
+    """The cooling timer: for each owned partition with a contact due, a tick into that partition
+    of the ticks topic. The agent does the cooling, so it is ordered with the partition's inputs and
+    committed with them (exactly-once included). Ticks go through a plain producer of their own:
+    they must not wait for a transaction."""
+    from aiokafka import AIOKafkaProducer
+
+    from agents.pipeline import TICK, now_ms
+
+    app, s, schedule = rt.app, rt.settings, rt.schedule
+    ticker: list = []
+
+    @app.timer(s.cooling_interval_s)
+    async def cooling_ticks() -> None:
+        if not rt.recovered or app.rebalancing:
+            return
+        now = now_ms()
+        due = due_partitions(schedule, rt.owned, now)
+        if not due:
+            return
+        if not ticker:
+            producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, linger_ms=0, acks="all",
+                                        client_id=f"{s.app_id}-ticker", **s.kafka_client_kwargs())
+            await producer.start()
+            ticker.append(producer)
+        sent = [await ticker[0].send(s.ticks_topic, value=TICK.pack(now), partition=p) for p in due]
+        await asyncio.gather(*sent)
+
+    @app.on_before_shutdown.connect
+    async def stop_ticker(app, **kwargs) -> None:
+        while ticker:
+            await ticker.pop().stop()

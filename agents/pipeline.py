@@ -1,14 +1,18 @@
-"""The batch step the agent runs: decode → core → table → outputs, with no Faust in sight.
+"""The batch step the agent runs: decode → route → core → table → outputs, with no Faust in sight.
 
 One call handles a whole batch of Kafka messages from every input topic: messages are decoded and
-validated, grouped by contact (keeping their order), each contact's state is read once, the pure
-scoring core is applied to all of the contact's inputs, and the state is written back once. What
-comes out (lifecycle changes, score snapshots, dead letters, re-keyed inputs) is returned as encoded
-records for the caller to publish in one go.
+validated, routed (an input in another partition than its contact's owner is forwarded there, see
+`streams.routing`), grouped by contact (keeping their order), each contact's state is read once,
+the pure scoring core is applied to all of the contact's inputs, and the state is written back
+once; cooling ticks then cool the contacts due. What comes out (lifecycle changes, score
+snapshots, dead letters, forwarded inputs) is returned as encoded records for the checkpoint to
+make durable in one go. Anything a message can make the decoder or a validator raise becomes a dead
+letter: no input can stop a partition.
 """
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
@@ -20,10 +24,16 @@ from scoring.events import (
     validate_qualification,
 )
 from scoring.model import ScoringModel, event_hash
-from streams.codec import AvroCodec, DecodeError
+from streams.codec import AvroCodec
+from streams.routing import ContactRouter
 
 # What an input topic carries.
 EVENTS, PROFILES, QUALIFICATIONS, ERASURES = "events", "profiles", "qualifications", "erasures"
+TICKS, FORWARDED = "ticks", "forwarded"
+KIND_HEADER, SOURCE_HEADER = "leadpulse-kind", "leadpulse-source"  # on forwarded inputs
+#: Errors that are not the record's fault (an unreachable schema registry): they stop the batch
+#: instead of dead-lettering a valid record.
+NOT_THE_RECORDS_FAULT: tuple[type[BaseException], ...] = ()
 RECORD_OF = {
     EVENTS: "BehaviourEvent", PROFILES: "ContactProfile",
     QUALIFICATIONS: "QualificationUpdate", ERASURES: "EraseRequest",
@@ -39,21 +49,23 @@ class RawMessage:
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: Any = ()
 
 
 @dataclass(slots=True)
 class Record:
-    """An encoded record to publish. `partition`: the contact's, which is its source message's (all
-    topics are co-partitioned), so the record joins that partition's transaction under exactly_once.
+    """An encoded record to publish into `partition` of its output topic. It joins the transaction
+    of `source`, the input partition that caused it (default: `partition` itself: a contact's
+    outputs go to its own partition of every co-partitioned topic).
 
     Not frozen: a frozen dataclass stores each field through object.__setattr__, which made building
     the one or two records per contact of a batch cost 4× as much; nothing mutates or hashes them."""
 
     key: bytes | None
     value: bytes | None
-    partition: int | None = None
-    topic: str | None = None  # only for re-keyed inputs, which go back to their own topic
-    source: int | None = None  # re-keyed inputs: the partition they came from (whose transaction they join)
+    partition: int
+    source: int | None = None  # forwarded inputs and their dead letters: the partition they came from
+    headers: list | None = None  # forwarded inputs: their kind and provenance
 
 
 @dataclass
@@ -61,7 +73,7 @@ class Outputs:
     lifecycle: list[Record] = field(default_factory=list)
     scores: list[Record] = field(default_factory=list)
     dead_letters: list[Record] = field(default_factory=list)
-    rekeyed: list[Record] = field(default_factory=list)
+    forwarded: list[Record] = field(default_factory=list)  # inputs whose contact another partition owns
     changes: list[Any] = field(default_factory=list)  # LifecycleChange values, for metrics and logs
     consumed: dict[str, int] = field(default_factory=dict)  # valid inputs by event type / kind
     rejected: dict[str, int] = field(default_factory=dict)  # dead letters by error class
@@ -130,8 +142,47 @@ class EraseRequestInvalid(ScoringError):
         self.field, self.reason = field, reason
 
 
+class InvalidTick(EraseRequestInvalid):
+    """A record on the cooling-ticks topic that is not a tick (only the worker writes there)."""
+
+
+class InvalidForwarded(EraseRequestInvalid):
+    """A record on the repartition topic without a known input kind (only the worker writes there)."""
+
+
+TICK = struct.Struct(">q")  # a cooling tick's value: the instant (epoch ms) it cools up to
+
+
+def provenance(msg: RawMessage) -> tuple[str, int, int]:
+    """Where an input was first read: its own topic/partition/offset, or, for one forwarded to its
+    contact's partition, where it was read before that (dead letters name the original)."""
+    for name, value in msg.headers or ():
+        if name == SOURCE_HEADER:
+            try:
+                topic, partition, offset = value.decode().rsplit(":", 2)  # topic names have no ':'
+                return topic, int(partition), int(offset)
+            except (ValueError, AttributeError, UnicodeDecodeError):
+                break
+    return msg.topic, msg.partition, msg.offset
+
+
+def forwarded_kind(msg: RawMessage) -> str:
+    for name, value in msg.headers or ():
+        if name == KIND_HEADER:
+            return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+    return ""
+
+
+def forward_headers(msg: RawMessage, kind: str) -> list[tuple[str, bytes]]:
+    """The producer's headers, plus the input's kind and where it was first read."""
+    topic, partition, offset = provenance(msg)
+    kept = [(k, v) for k, v in (msg.headers or ()) if k not in (KIND_HEADER, SOURCE_HEADER)]
+    return kept + [(KIND_HEADER, kind.encode()), (SOURCE_HEADER, f"{topic}:{partition}:{offset}".encode())]
+
+
 class Pipeline:
-    """Holds what every batch needs: the codec, the scoring model, the contact table, topic kinds."""
+    """Holds what every batch needs: the codec, the scoring model, the contact table, topic kinds,
+    the router and where forwarded inputs go."""
 
     def __init__(
         self,
@@ -139,36 +190,42 @@ class Pipeline:
         model: ScoringModel,
         table: MutableMapping[bytes, bytes],
         kinds: dict[str, str],
+        router: ContactRouter | None = None,
+        repartition_topic: str = "",
         clock: Callable[[], int] = now_ms,
-        focus: Callable[[RawMessage], None] | None = None,
+        focus: Callable[[int], None] | None = None,
         max_dead_letter_bytes: int = 8 * 1024 * 1024 - DEAD_LETTER_HEADROOM,
     ):
         self.codec = codec
         self.model = model
         self.table = table
         self.kinds = kinds
+        self.router = router
+        self.repartition_topic = repartition_topic
         self.clock = clock
-        # Called with a contact's source message before its state is read or written: a partitioned
-        # store (Faust's) must know which partition the contact lives in.
-        self.focus = focus or (lambda msg: None)
+        # Called with a contact's partition before its state is read or written: a partitioned
+        # store must know which partition the contact lives in.
+        self.focus = focus or (lambda partition: None)
         # An original value larger than this is kept truncated, and the reason says so: a dead letter
         # the producer or the topic refuses would stop the worker.
         self.max_dead_letter_bytes = max_dead_letter_bytes
+        self._kind_values = frozenset(kinds.values())
 
     # -- decoding ---------------------------------------------------------------------------------
 
     def dead_letter(self, msg: RawMessage, error: Exception, at: int, out: Outputs) -> None:
         cls = type(error).__name__
-        original, reason = msg.value, getattr(error, "reason", None) or str(error)
+        original, reason = msg.value, getattr(error, "reason", None) or str(error) or cls
         if original is not None and len(original) > self.max_dead_letter_bytes:
             reason += f" (original value of {len(original)} bytes truncated to its first {self.max_dead_letter_bytes})"
             original = original[: self.max_dead_letter_bytes]
+        topic, partition, offset = provenance(msg)
         value = self.codec.encode(
             "DeadLetter",
             {
-                "source_topic": msg.topic,
-                "source_partition": msg.partition,
-                "source_offset": msg.offset,
+                "source_topic": topic,
+                "source_partition": partition,
+                "source_offset": offset,
                 "original_key": msg.key,
                 "original_value": original,
                 "error_class": cls,
@@ -177,20 +234,28 @@ class Pipeline:
                 "failed_at": at,
             },
         )
-        # Same partition as the source: keeps the DLQ write in the source partition's transaction.
+        # Into the partition it was read from: under exactly_once the dead letter then commits with
+        # that partition's offsets.
         out.dead_letters.append(Record(msg.key, value, msg.partition))
         out.rejected[cls] = out.rejected.get(cls, 0) + 1
 
     def decode(self, messages: Iterable[RawMessage], now: int, out: Outputs) -> dict[str, list]:
-        """Valid inputs grouped by contact, in arrival order, as (kind, value, source message)."""
+        """Valid inputs of the contacts this partition owns, grouped by contact in arrival order, as
+        (kind, value, source message); the others forwarded or dead-lettered."""
         by_contact: dict[str, list] = {}
         decode = self.codec.decode
         kinds = self.kinds
         consumed = out.consumed
+        owner = self.router.owner if self.router is not None else None
         for msg in messages:
-            kind = kinds[msg.topic]
+            kind = kinds.get(msg.topic)
+            if kind is None or kind == FORWARDED:
+                kind = forwarded_kind(msg)
             try:
-                value = to_domain(kind, decode(RECORD_OF[kind], msg.value))
+                record = RECORD_OF.get(kind)
+                if record is None:
+                    raise InvalidForwarded("headers", f"no known input kind in header {KIND_HEADER!r}")
+                value = to_domain(kind, decode(record, msg.value))
                 if kind == ERASURES:
                     if not value["contact_id"].strip():
                         raise EraseRequestInvalid("contact_id", "empty")
@@ -198,14 +263,18 @@ class Pipeline:
                 else:
                     _VALIDATE[kind](value, now)
                     contact_id = value.contact_id
-            except (DecodeError, ScoringError, TypeError) as exc:
+            except NOT_THE_RECORDS_FAULT:
+                raise
+            except Exception as exc:  # noqa: BLE001 - whatever a record makes a decoder raise: a dead letter
                 self.dead_letter(msg, exc, now, out)
                 continue
-            if msg.key != contact_id.encode():
-                # Keyed otherwise (or not keyed): send it back to its topic keyed by contact, so it
-                # lands in the partition that owns the contact's state.
-                out.rekeyed.append(Record(contact_id.encode(), msg.value, None, msg.topic, msg.partition))
-                continue
+            if owner is not None:
+                home = owner(contact_id)
+                if home != msg.partition:
+                    # Another partition owns the contact's state: forward the record, untouched, into
+                    # that partition of the repartition topic; it is scored there.
+                    out.forwarded.append(Record(msg.key, msg.value, home, msg.partition, forward_headers(msg, kind)))
+                    continue
             label = value.event_type if kind == EVENTS else kind
             consumed[label] = consumed.get(label, 0) + 1
             items = by_contact.get(contact_id)
@@ -217,8 +286,10 @@ class Pipeline:
 
     # -- the batch step ---------------------------------------------------------------------------
 
-    def process(self, messages: Iterable[RawMessage]) -> Outputs:
-        """The hot path: one table read and one table write per contact per batch."""
+    def process(self, messages: Iterable[RawMessage],
+                due: Callable[[int, int], Iterable[str]] | None = None) -> Outputs:
+        """The hot path: one table read and one table write per contact per batch. Cooling ticks
+        among the messages cool the contacts `due(partition, at)` names, after the batch's inputs."""
         out = Outputs()
         now = self.clock()
         table = self.table
@@ -227,12 +298,15 @@ class Pipeline:
         focus = self.focus
         scores = out.scores
         touched = out.touched
+        kinds = self.kinds
+        ticks = [m for m in messages if kinds.get(m.topic) == TICKS] if TICKS in self._kind_values else ()
+        if ticks:
+            messages = [m for m in messages if kinds.get(m.topic) != TICKS]
         by_contact = self.decode(messages, now, out)
         any_erasure = ERASURES in out.consumed  # decode counts every input it keeps
         for contact_id, items in by_contact.items():
-            source = items[-1][2]
-            partition = source.partition
-            focus(source)
+            partition = items[-1][2].partition
+            focus(partition)
             key = contact_id.encode()
             raw = table.get(key)
             state = model.decode_state(raw) if raw is not None else None
@@ -252,6 +326,13 @@ class Pipeline:
                 touched.append((partition, contact_id, model.next_cooling_at(state)))
             if changes:
                 self._publish(key, partition, changes, out)
+        for tick in ticks:
+            try:
+                at = TICK.unpack(tick.value)[0]
+            except (struct.error, TypeError) as exc:
+                self.dead_letter(tick, InvalidTick("value", f"not an 8-byte cooling instant ({exc})"), now, out)
+                continue
+            self.cool(tick.partition, due(tick.partition, at) if due is not None else (), at, out)
         return out
 
     def _apply_erasing(self, contact_id: str, state, items: list, changes: list, out: Outputs, now: int):
@@ -312,9 +393,11 @@ class Pipeline:
 
     # -- time -------------------------------------------------------------------------------------
 
-    def cool(self, tick: RawMessage, contact_ids: Iterable[str], now: int, out: Outputs) -> None:
-        """Advance the given contacts of the tick's partition to `now`: cooling with no new event."""
-        self.focus(tick)
+    def cool(self, partition: int, contact_ids: Iterable[str], at: int, out: Outputs) -> None:
+        """Cool the given contacts of `partition` by `at` (a tick): the changes decay alone makes by
+        then, at their exact instants; a contact's clock moves to the last of them, never to `at`
+        (see ScoringModel.cool)."""
+        self.focus(partition)
         table = self.table
         model = self.model
         for contact_id in contact_ids:
@@ -322,9 +405,10 @@ class Pipeline:
             raw = table.get(key)
             if raw is None:  # erased since the timer was set
                 continue
-            state, changes = model.advance(model.decode_state(raw), now)
-            table[key] = model.encode_state(state)
-            out.scores.append(Record(key, self.codec.encode("ScoreSnapshot", model.snapshot_fields(state)),
-                                     tick.partition))
-            out.touched.append((tick.partition, contact_id, model.next_cooling_at(state)))
-            self._publish(key, tick.partition, changes, out)
+            state, changes = model.cool(model.decode_state(raw), at)
+            if changes:
+                table[key] = model.encode_state(state)
+                out.scores.append(Record(key, self.codec.encode("ScoreSnapshot", model.snapshot_fields(state)),
+                                         partition))
+                self._publish(key, partition, changes, out)
+            out.touched.append((partition, contact_id, model.next_cooling_at(state)))

@@ -1,84 +1,74 @@
-"""Contact-state writes held back until the batch's outputs are on the broker.
+"""Contact-state writes held back until their batch is durable on Kafka.
 
-Why: the state remembers which events it has counted (dedup). If it reached the table (local
-RocksDB and changelog) before the lifecycle changes those events caused reached their topic, a
-crash in between would make the replay skip the events as duplicates and the changes would never
-be published: a lost MQL. Written after delivery, a crash replays the events against the old state
-and publishes the same changes again, under the same `change_id` (consumers drop the duplicates).
+Why: the state remembers which events it has counted (dedup). If it reached the table before the
+lifecycle changes those events caused reached their topic, a crash in between would make the
+replay skip the events as duplicates and the changes would never be published: a lost MQL. So a
+batch's states reach the table (changelog, then the local store) only after its outputs are
+delivered (under exactly_once: committed with them), and until then they are held here.
 
-Later batches must see the newer state at once, so reads look here first. Framework-free: the
-caller says where a write must land (`focus`, called with the contact's source message before the
-real table write) and when a batch's outputs are delivered (`flush`).
+Later batches and lookups must see the newer state at once, so reads look here first. The
+checkpoint (`streams.checkpoint`) takes a batch's writes (`writes`), makes them durable and, once
+they are in the local store, `release`s them. Framework-free: the caller says which partition the
+contact being read or written lives in (`focus`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 _DELETED = object()
 
 
 class WriteBehind(MutableMapping):
-    """A mapping over `table` that buffers writes per batch: `begin()`, writes, then `flush(batch)`,
-    batches flushed in the order they began."""
+    """A mapping over `table` that holds writes per batch: `begin()`, writes, `writes(batch)` to
+    make them durable, then `release(batch)` once the table has them; batches released in order."""
 
-    def __init__(self, table: MutableMapping[bytes, bytes], focus: Callable[[Any], None] = lambda msg: None):
+    def __init__(self, table: MutableMapping[bytes, bytes]):
         self.table = table
-        self._focus = focus
-        self.pending: dict[bytes, tuple[int, Any, Any]] = {}  # key → (batch, value | _DELETED, source msg): the latest
-        self.writes_of: dict[int, dict[bytes, tuple[Any, Any]]] = {}  # batch → key → (its own value, source msg)
+        self.pending: dict[bytes, tuple[int, Any]] = {}  # key → (batch, value | _DELETED): the latest
+        self.writes_of: dict[int, dict[bytes, tuple[Any, int]]] = {}  # batch → key → (its own value, partition)
         self.batch = 0
-        self.source: Any = None
+        self.partition = 0
 
     def begin(self) -> int:
-        """Start a batch; its writes are held until `flush` of the number returned."""
+        """Start a batch; its writes are held until `release` of the number returned."""
         self.batch += 1
         self.writes_of[self.batch] = {}
         return self.batch
 
-    def focus(self, msg: Any) -> None:
-        """The source message of the contact about to be read and written (see Pipeline.focus)."""
-        self.source = msg
+    def focus(self, partition: int) -> None:
+        """The partition of the contact about to be read and written (see Pipeline.focus)."""
+        self.partition = partition
 
-    def take(self, batch: int) -> list[tuple[bytes, Any, Any]]:
-        """The batch's own writes as (key, value or None for a delete, source message), no longer
-        held. Even a state a later batch has replaced is returned as this batch wrote it: this batch's
-        inputs are acknowledged once it is persisted, so it must not wait for the later batch. Batches
-        must be taken in order, and written to the table before the caller's next await."""
-        writes = []
+    def writes(self, batch: int) -> dict[int, list[tuple[bytes, bytes | None]]]:
+        """The batch's own writes per partition, as (key, value or None for a delete), still held.
+        Even a state a later batch has replaced is returned as this batch wrote it: this batch's
+        inputs are committed once it is durable, so it must not wait for the later batch."""
+        by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
+        for key, (value, partition) in self.writes_of.get(batch, {}).items():
+            by_partition.setdefault(partition, []).append((key, None if value is _DELETED else value))
+        return by_partition
+
+    def release(self, batch: int) -> None:
+        """The batch's writes are in the table: stop holding those no later batch replaced."""
         pending = self.pending
-        for key, (value, msg) in self.writes_of.pop(batch, {}).items():
+        for key in self.writes_of.pop(batch, {}):
             entry = pending.get(key)
             if entry is not None and entry[0] == batch:
                 del pending[key]
-            writes.append((key, None if value is _DELETED else value, msg))
-        return writes
-
-    def write(self, batch: int) -> list[tuple[bytes, Any, Any]]:
-        """Write the batch's states to `table` (see `take`; batches in order) and return them."""
-        table, focus = self.table, self._focus
-        writes = self.take(batch)
-        for key, value, msg in writes:
-            focus(msg)
-            if value is None:
-                table.pop(key, None)
-            else:
-                table[key] = value
-        return writes
-
-    def flush(self, batch: int) -> int:
-        """`write`, returning the number of states written."""
-        return len(self.write(batch))
 
     def discard(self) -> None:
         """Forget every held write (the worker is going down; the inputs will be replayed)."""
         self.pending.clear()
         self.writes_of.clear()
 
+    def held_batches(self) -> int:
+        return len(self.writes_of)
+
     def _hold(self, key: bytes, value: Any) -> None:
-        self.pending[key] = (self.batch, value, self.source)
-        self.writes_of[self.batch][key] = (value, self.source)
+        self.pending[key] = (self.batch, value)
+        self.writes_of[self.batch][key] = (value, self.partition)
 
     # -- the mapping ------------------------------------------------------------------------------
     def get(self, key, default=None):
@@ -114,7 +104,7 @@ class WriteBehind(MutableMapping):
         return self.get(key, _DELETED) is not _DELETED
 
     def __iter__(self) -> Iterator[bytes]:
-        """The table's keys as they will be once every held write is flushed."""
+        """The table's keys as they will be once every held write is released."""
         for key in self.table:
             entry = self.pending.get(key)
             if entry is None or entry[1] is not _DELETED:

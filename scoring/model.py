@@ -358,6 +358,30 @@ class ScoringModel:
         self._advance(st, now_ms, changes)
         return st, changes
 
+    def cool(self, state: ContactState, until_ms: int) -> tuple[ContactState, list[LifecycleChange]]:
+        """The changes decay alone makes by ``until_ms`` (a cooling tick), each at its exact
+        instant and without cause; the contact's clock moves to the last of those instants and
+        no further (unchanged when there is none).
+
+        Unlike ``advance``, the clock never moves to ``until_ms`` itself: a tick is the wall
+        clock, not an input. The change announced is the very change (same instant, same id)
+        that the contact's next input at or after that instant would make, so a replay of the
+        inputs alone gives the same transitions — unless an input older than an announced
+        instant arrives after the announcement (it is then applied at that instant)."""
+        if until_ms <= state.as_of or self.next_cooling_at(state) is None:
+            return state, []
+        st = state.copy()
+        if st.lo is None:
+            self._refresh(st)
+        changes: list[LifecycleChange] = []
+        for _ in range(64):
+            t = self._next_transition(st)
+            if t is None or t > until_ms:
+                break
+            st.as_of = t
+            self._settle(st, t, None, changes)
+        return (st, changes) if changes else (state, [])
+
     def next_cooling_at(self, state: ContactState) -> int | None:
         """The instant (epoch ms) at which decay alone will next change the temperature or
         stage — normally a cooling, through the hysteresis threshold — or None if never.

@@ -1,5 +1,6 @@
-"""Create the worker's topics before its consumer subscribes: a topic that appears after the group
-has formed is only noticed at the next metadata refresh (minutes), and its events would wait."""
+"""Create the worker's topics before its consumer subscribes (a topic that appears after the group
+has formed is only noticed at the next metadata refresh, minutes, and its events would wait), and
+check that every topic has the partition count the worker routes by."""
 
 from __future__ import annotations
 
@@ -20,14 +21,33 @@ def topic_specs(s: Settings) -> dict[str, dict[str, str]]:
         s.qualifications_topic: big,
         s.erasures_topic: big,
         s.ticks_topic: {"retention.ms": str(24 * 3600 * 1000)},
+        # Inputs forwarded to their contact's partition: read within seconds, kept a week for replays.
+        s.repartition_topic: {**big, "retention.ms": str(7 * 24 * 3600 * 1000)},
         s.lifecycle_topic: {},
         s.scores_topic: {"cleanup.policy": "compact"},
         s.dlq_topic: big,
     }
 
 
+class TopicLayoutError(RuntimeError):
+    """A topic the worker reads or writes does not have LEADPULSE_PARTITIONS partitions."""
+
+
+def check_layout(partitions_of: dict[str, int], s: Settings) -> None:
+    """Every topic must have `s.partitions` partitions: a contact's inputs, state and outputs live in
+    the partition its id hashes to (murmur2 over that count), and one agent reads the inputs of a
+    partition together."""
+    wrong = {name: n for name, n in partitions_of.items() if n != s.partitions}
+    if wrong:
+        listed = ", ".join(f"{name} has {n}" for name, n in sorted(wrong.items()))
+        raise TopicLayoutError(f"every leadpulse topic needs LEADPULSE_PARTITIONS={s.partitions} partitions, but "
+                               f"{listed}: set LEADPULSE_PARTITIONS to the input topics' count (on a new "
+                               f"LEADPULSE_APP_ID, whose internal topics are created with it), or repartition them")
+
+
 async def ensure_topics(s: Settings, timeout_s: float = 30.0) -> list[str]:
-    """Create the missing ones; returns the names created. Existing topics are left as they are."""
+    """Create the missing ones and check the layout of all; returns the names created. Existing
+    topics are left as they are."""
     admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap_servers, request_timeout_ms=int(timeout_s * 1000),
                                 **s.kafka_client_kwargs())
     await admin.start()
@@ -44,6 +64,8 @@ async def ensure_topics(s: Settings, timeout_s: float = 30.0) -> list[str]:
                 created.append(topic.name)
             except TopicAlreadyExistsError:
                 pass
+        described = await admin.describe_topics(list(topic_specs(s)))
+        check_layout({d["topic"]: len(d["partitions"]) for d in described if not d.get("error_code")}, s)
         return created
     finally:
         await admin.close()

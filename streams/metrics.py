@@ -17,12 +17,12 @@ per-event work is one ``bisect`` for the freshness histogram. Label sets are bou
 error classes, lifecycle values and partitions, never contact ids (``_Bounded`` folds anything past a
 cap into ``other``).
 
-API (called from agents/scoring.py):
+API (called from streams/bootstrap.py and agents/scoring.py):
 
     install(app, input_topics=..., rules_version=..., timers_pending=lambda: len(schedule))
     track_contacts(table, decode_state)  -> the table to hand to Pipeline (counts contacts)
     observe_batch(out, duration_s)       once per batch, right after the table writes (before any await)
-    census = ContactCensus(); census.add(state) ...; census.publish()   at rebalance (rebuild_schedule)
+    census = ContactCensus(); census.add(state) ...; census.publish()   at rebalance (cooling.rebuild)
     set_timers_pending(n | callable), set_rules_version(v), set_ready_check(callable)
 """
 
@@ -64,7 +64,7 @@ BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2
 #: Inputs that are not behaviour events are counted under their kind (Pipeline's `consumed` keys).
 INPUT_KINDS = ("profiles", "qualifications", "erasures")
 #: Outputs of a batch, by what they are (not by topic name: names differ per deployment).
-OUTPUTS = ("lifecycle", "scores", "dlq", "rekeyed")
+OUTPUTS = ("lifecycle", "scores", "dlq", "forwarded")
 
 LABEL_CAP = 100  # distinct values per label before new ones are folded into "other"
 
@@ -296,7 +296,7 @@ class WorkerMetrics:
             "erasure) and from/to value", ["kind", "from", "to"], registry=r,
         )
         self.published = Counter(
-            "leadpulse_records_published", "Records published, by output (lifecycle, scores, dlq, rekeyed)",
+            "leadpulse_records_published", "Records published, by output (lifecycle, scores, dlq, forwarded)",
             ["output"], registry=r,
         )
         self.freshness = _FastHistogram(
@@ -357,7 +357,7 @@ class WorkerMetrics:
             self.rejected.labels(self.reason_label(name)).inc(n)
         for name, records in (
             ("lifecycle", out.lifecycle), ("scores", out.scores), ("dlq", out.dead_letters),
-            ("rekeyed", out.rekeyed),
+            ("forwarded", out.forwarded),
         ):
             if records:
                 self.published.labels(name).inc(len(records))
@@ -464,11 +464,15 @@ class WorkerMetrics:
         return self.tracker
 
     # -- consumer lag ---------------------------------------------------------------------------
-    async def update_lag(self, app: Any, topics: Iterable[str]) -> None:
+    async def update_lag(self, app: Any, topics: Iterable[str],
+                         committed: Callable[[Any], int | None] = lambda tp: None,
+                         in_flight: Callable[[], set[int]] = set) -> None:
         """Lag per assigned input partition = high watermark (last stable offset under
-        exactly-once) minus the committed offset. A partition whose consumer has fetched up to the
-        high watermark and has nothing in flight is at 0: what is left is a transaction commit
-        marker (an upstream producer writing with transactions, e.g. an exactly-once connector),
+        exactly-once) minus the committed offset (`committed(tp)`: what this worker committed, else
+        what the group had when the partition was assigned). A partition whose consumer has fetched
+        up to the high watermark and has nothing in flight (`in_flight()`: contact partitions with
+        batches not yet durable) is at 0: what is left is a transaction commit marker (an upstream
+        producer writing with transactions, or the worker's own forwarded inputs under exactly_once),
         which takes an offset but is not a message — counted, it would read as a stuck lag of 1."""
         consumer = app.consumer
         wanted = set(topics)
@@ -477,7 +481,8 @@ class WorkerMetrics:
             assigned = [tp for tp in consumer.assignment() if tp.topic in wanted]
         except Exception:  # noqa: BLE001 - consumer not started / being rebuilt
             assigned = []
-        in_flight = _in_flight_partitions(consumer)
+        busy = in_flight()
+        group_committed = getattr(consumer, "_committed_offset", {})
         for tp in assigned:
             try:
                 hw = consumer.highwater(tp)
@@ -486,13 +491,15 @@ class WorkerMetrics:
             if hw is None:
                 continue
             position = await _position(consumer, tp)
-            committed = getattr(consumer, "_committed_offset", {}).get(tp)
-            if committed is None:
-                committed = position
-            if committed is None:
+            done = committed(tp)
+            if done is None:
+                done = group_committed.get(tp)
+            if done is None:
+                done = position
+            if done is None:
                 continue
-            lag = max(0, hw - committed)
-            if lag and position is not None and position >= hw and tp not in in_flight:
+            lag = max(0, hw - done)
+            if lag and position is not None and position >= hw and tp.partition not in busy:
                 lag = 0
             labels = (tp.topic, str(tp.partition))
             self.lag.labels(*labels).set(lag)
@@ -506,17 +513,6 @@ class WorkerMetrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
-
-
-def _in_flight_partitions(consumer: Any) -> set:
-    """Partitions with messages delivered to the agent but not committed yet."""
-    busy = set()
-    try:
-        busy.update(tp for tp, offsets in getattr(consumer, "_acked", {}).items() if offsets)
-        busy.update(m.tp for m in list(getattr(consumer, "_unacked_messages", ())))
-    except Exception:  # noqa: BLE001 - private structures of Faust's consumer; be defensive
-        pass
-    return busy
 
 
 async def _position(consumer: Any, tp: Any) -> int | None:
@@ -540,6 +536,8 @@ def install(
     rules_version: str | None = None,
     timers_pending: int | Callable[[], float] | None = None,
     lag_interval_s: float | None = None,
+    committed: Callable[[Any], int | None] = lambda tp: None,
+    in_flight: Callable[[], set[int]] = set,
 ) -> None:
     """Wire the metrics into a Faust app (once, before it starts): Faust's Prometheus sensor into
     REGISTRY, the /metrics page, and a timer updating the consumer lag every `lag_interval_s`
@@ -563,7 +561,7 @@ def install(
 
     @app.timer(lag_interval_s)
     async def update_consumer_lag() -> None:
-        await METRICS.update_lag(app, topics)
+        await METRICS.update_lag(app, topics, committed, in_flight)
 
     if rules_version is not None:
         METRICS.set_rules_version(rules_version)

@@ -32,6 +32,7 @@ from aiokafka.structs import TopicPartition
 
 from streams import logs
 from streams.settings import Settings
+from streams.tables import held_offset, write_atomically
 
 log = logging.getLogger("leadpulse.restore")
 
@@ -47,19 +48,25 @@ class Restored:
         return self.records / self.seconds if self.seconds > 0 else 0.0
 
 
-OFFSET_KEY = b"__faust\0offset__"  # where Faust's RocksDB store keeps the changelog offset it holds
+class _Databases:
+    """Raw RocksDB databases by partition (a restore child process), as `restore_partitions` writes them."""
+
+    def __init__(self, dbs: dict[int, Any]):
+        self.dbs = dbs
+
+    def held(self, partition: int) -> int | None:
+        return held_offset(self.dbs[partition])
+
+    def write(self, partition: int, items: list[tuple[bytes, bytes | None]], held: int | None) -> None:
+        write_atomically(self.dbs[partition], items, held)
 
 
-def _held(db) -> int | None:
-    raw = db.get(OFFSET_KEY)
-    return None if raw is None else int(raw)
-
-
-async def restore_partitions(dbs: dict[int, Any], changelog: str, consumer_kwargs: dict[str, Any],
-                             read_committed: bool) -> int:
-    """Bring each partition's database in `dbs` up to the end of `changelog`; returns the records read."""
-    from rocksdict import WriteBatch
-
+async def restore_partitions(store: Any, partitions: list[int], changelog: str, consumer_kwargs: dict[str, Any],
+                             read_committed: bool) -> dict[int, int | None]:
+    """Bring each of `partitions` of `store` (`held(p)`, `write(p, items, held)`: a PartitionStore
+    or raw databases) up to the end of `changelog`, a fetch per write. Returns the offset each
+    partition's store then holds: the offset before the consumer's position at the end, so that a
+    trailing transaction marker counts as read (Faust's recovery would otherwise wait for it)."""
     consumer = AIOKafkaConsumer(
         enable_auto_commit=False, group_id=None, auto_offset_reset="earliest",
         isolation_level="read_committed" if read_committed else "read_uncommitted",
@@ -67,41 +74,44 @@ async def restore_partitions(dbs: dict[int, Any], changelog: str, consumer_kwarg
         **consumer_kwargs,
     )
     await consumer.start()
-    records = 0
+    held = {p: store.held(p) for p in partitions}
     try:
-        tps = {TopicPartition(changelog, p): db for p, db in dbs.items()}
+        tps = {TopicPartition(changelog, p): p for p in partitions}
+        if not tps:
+            return held
         consumer.assign(list(tps))
         ends = await consumer.end_offsets(list(tps))
         remaining: dict[TopicPartition, int] = {}
-        for tp, db in tps.items():
-            held = _held(db)
-            start = 0 if held is None else held + 1
+        for tp, p in tps.items():
+            start = 0 if held[p] is None else held[p] + 1
             if start < ends[tp]:
                 consumer.seek(tp, start)
                 remaining[tp] = ends[tp]
             else:
                 consumer.pause(tp)
         while remaining:
-            fetched = await consumer.getmany(timeout_ms=1000)
+            fetched = await consumer.getmany(*remaining, timeout_ms=1000)
             for tp, recs in fetched.items():
-                if not recs:
-                    continue
-                batch = WriteBatch(raw_mode=True)  # as Faust writes the store
-                for r in recs:
-                    if r.value is None:
-                        batch.delete(r.key)
-                    else:
-                        batch.put(r.key, r.value)
-                batch.put(OFFSET_KEY, str(recs[-1].offset).encode())  # with the data, atomically
-                tps[tp].write(batch)
-                records += len(recs)
+                if recs:
+                    p = tps[tp]
+                    store.write(p, [(r.key, r.value) for r in recs], recs[-1].offset)  # with the data, atomically
+                    held[p] = recs[-1].offset
+                    restore_partitions.records += len(recs)
             for tp in list(remaining):
-                if await consumer.position(tp) >= remaining[tp]:  # read up to the end (markers included)
+                position = await consumer.position(tp)
+                if position >= remaining[tp]:  # read up to the end (markers included)
                     del remaining[tp]
                     consumer.pause(tp)
+                    p = tps[tp]
+                    if held[p] is None or position - 1 > held[p]:
+                        store.write(p, [], position - 1)
+                        held[p] = position - 1
     finally:
         await consumer.stop()
-    return records
+    return held
+
+
+restore_partitions.records = 0  # records written by this process's restores (logs, tests)
 
 
 def consumer_kwargs(settings: Settings) -> dict[str, Any]:
@@ -118,12 +128,25 @@ async def _changelog_partitions(changelog: str, kwargs: dict[str, Any]) -> list[
         await consumer.stop()
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: killed when the worker dies (a SIGKILLed worker must not leave a
+    child holding its databases' locks for the next worker on the same directory). Linux only."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def restore_before_start(store: Any, changelog: str, settings: Settings, processes: int | None = None) -> Restored | None:
     """Restore before Faust starts, the partitions shared among `processes` (default: one per CPU)
     child processes (`python -m streams.restore`): decoding fetches is CPU-bound, and each partition
     is a database of its own. Children, not forks: nothing of this process's RocksDB or event-loop
     state is carried into them. None for a store without partitions on disk (memory://), which Faust
-    restores in full anyway. A share that fails is only logged: Faust's recovery then reads it."""
+    restores in full anyway. A share that fails is only logged: the restore at assignment
+    (`streams.bootstrap`, before Faust's recovery) then reads it."""
     if not hasattr(store, "_db_for_partition"):
         return None
     # Faust has not set logging up yet: these lines get a handler of their own, in Faust's format.
@@ -146,7 +169,7 @@ def restore_before_start(store: Any, changelog: str, settings: Settings, process
             job = {"changelog": changelog, "read_committed": settings.processing_guarantee == "exactly_once",
                    "paths": {p: str(store.partition_path(p)) for p in share}}
             children.append((share, subprocess.Popen([sys.executable, "-m", "streams.restore", json.dumps(job)],
-                                                     stdout=subprocess.PIPE, text=True)))
+                                                     stdout=subprocess.PIPE, text=True, preexec_fn=_die_with_parent)))
         records = 0
         for share, child in children:
             out, _ = child.communicate()
@@ -173,12 +196,12 @@ def main(argv: list[str]) -> int:
     options = RocksDBOptions()  # the options Faust opens our table's databases with
     dbs = {int(p): options.open(Path(path)) for p, path in job["paths"].items()}
     try:
-        records = asyncio.run(restore_partitions(dbs, job["changelog"], consumer_kwargs(Settings.from_env()),
-                                                 job["read_committed"]))
+        asyncio.run(restore_partitions(_Databases(dbs), sorted(dbs), job["changelog"],
+                                       consumer_kwargs(Settings.from_env()), job["read_committed"]))
     finally:
         for db in dbs.values():
             db.close()
-    print(json.dumps({"records": records}))
+    print(json.dumps({"records": restore_partitions.records}))
     return 0
 
 

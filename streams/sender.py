@@ -1,60 +1,60 @@
 """A batch's records handed to the producer as one Kafka record batch per topic-partition.
 
 Why: `AIOKafkaProducer.send` costs a coroutine, a future, a serialiser call and an accumulator
-look-up per record, and Faust's `Producer.send` adds a sensor call on top: more than our whole
-scoring step for one event. Building the record batches ourselves (`BatchBuilder`) costs one
-`append` per record and one future per batch. The broker sees the same records.
+look-up per record: more than our whole scoring step for one event. Filling the producer's own
+record batches (`create_batch`, `send_batch`, aiokafka's public API) costs one `append` per record
+and one future per batch. The broker sees the same records. The producers are made with a
+`max_batch_size` of `BATCH_BYTES`, so one batch holds a busy partition's whole output.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable
-from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any
-
-from aiokafka.producer.message_accumulator import BatchBuilder
 
 # Below the broker's default message.max.bytes (1 MiB) with room for the batch header; a record
 # larger than this still goes, alone in its batch (every topic we write allows max_message_bytes).
 BATCH_BYTES = 1000 * 1024
 
-
-def _builder(producer: Any, batch_bytes: int) -> BatchBuilder:
-    acc = producer._message_accumulator
-    txn = acc._txn_manager
-    return BatchBuilder(batch_bytes, acc._compression_type,
-                        is_transactional=txn is not None and txn.transactional_id is not None)
+#: (topic, partition, key, value, headers)
+OutRecord = tuple[str, int, "bytes | None", "bytes | None", "list[tuple[str, bytes]] | None"]
 
 
 async def send_batches(
-    records: Iterable[tuple[str, int, bytes | None, bytes | None]],
-    producer_for: Callable[[int], Any],
-    lock_for: Callable[[int], AbstractAsyncContextManager] = lambda partition: nullcontext(),
-    batch_bytes: int = BATCH_BYTES,
+    records: Iterable[OutRecord], producer_for: Callable[[int], Any],
 ) -> list[tuple[asyncio.Future, str, int, int]]:
-    """Send `(topic, partition, key, value)` records, in order per topic-partition. `producer_for`
-    names the (aiokafka) producer of a partition's records, `lock_for` what to hold while handing it
-    a batch (Faust's per-transaction lock under exactly_once). Returns, per batch sent, the future of
-    its delivery (resolving to the metadata of its first record), its topic, partition and size."""
-    builders: dict[tuple[str, int], tuple[Any, BatchBuilder]] = {}
-    full: list[tuple[str, int, Any, BatchBuilder]] = []
-    for topic, partition, key, value in records:
+    """Send records in order per topic-partition; `producer_for(partition)` names the aiokafka
+    producer of a target partition's records. Returns, per batch sent, the future of its delivery
+    (resolving to the metadata of its first record), its topic, partition and record count."""
+    builders: dict[tuple[str, int], tuple[Any, Any, int]] = {}
+    full: list[tuple[str, int, Any, Any, int]] = []
+    for topic, partition, key, value, headers in records:
         entry = builders.get((topic, partition))
         if entry is None:
             producer = producer_for(partition)
-            entry = builders[topic, partition] = (producer, _builder(producer, batch_bytes))
-        producer, builder = entry
-        if builder.append(timestamp=None, key=key, value=value, headers=[]) is None:
-            full.append((topic, partition, producer, builder))
-            builder = _builder(producer, batch_bytes)
-            builder.append(timestamp=None, key=key, value=value, headers=[])
-            builders[topic, partition] = (producer, builder)
-    full.extend((topic, partition, producer, builder) for (topic, partition), (producer, builder) in builders.items())
+            entry = (producer, producer.create_batch(), 0)
+        producer, builder, count = entry
+        if builder.append(timestamp=None, key=key, value=value, headers=headers or []) is None:
+            full.append((topic, partition, producer, builder, count))
+            builder, count = producer.create_batch(), 0
+            builder.append(timestamp=None, key=key, value=value, headers=headers or [])
+        builders[topic, partition] = (producer, builder, count + 1)
+    full.extend((topic, partition, producer, builder, count)
+                for (topic, partition), (producer, builder, count) in builders.items())
     sent = []
-    for topic, partition, producer, builder in full:
+    for topic, partition, producer, builder, count in full:
         builder.close()
-        async with lock_for(partition):
-            future = await producer.send_batch(builder, topic, partition=partition)
-        sent.append((future, topic, partition, builder._relative_offset))
+        future = await producer.send_batch(builder, topic, partition=partition)
+        sent.append((future, topic, partition, count))
     return sent
+
+
+async def last_offsets(sent: list[tuple[asyncio.Future, str, int, int]]) -> dict[tuple[str, int], int]:
+    """Wait for every batch's delivery; the last offset written per (topic, partition)."""
+    last: dict[tuple[str, int], int] = {}
+    for future, topic, partition, count in sent:
+        end = (await future).offset + count - 1
+        if end > last.get((topic, partition), -1):
+            last[topic, partition] = end
+    return last

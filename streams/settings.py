@@ -135,6 +135,7 @@ class Settings:
     erasures_topic: str
     lifecycle_topic: str
     ticks_topic: str
+    repartition_topic: str
     scores_topic: str
     dlq_topic: str
     partitions: int
@@ -151,6 +152,8 @@ class Settings:
     restore_at_start: bool
     fetch_wait_ms: int
     cooling_interval_s: float
+    # a worker that makes no progress for this long fails /health/live and exits (0: never)
+    stall_timeout_s: float
     # web (score lookup, metrics, health)
     web_bind: str
     web_host: str
@@ -179,6 +182,9 @@ class Settings:
             erasures_topic=_env("LEADPULSE_ERASURES_TOPIC", "lead-erasures"),
             lifecycle_topic=_env("LEADPULSE_LIFECYCLE_TOPIC", "lead-lifecycle"),
             ticks_topic=_env("LEADPULSE_TICKS_TOPIC", "") or f"{_env('LEADPULSE_APP_ID', 'leadpulse')}-cooling-ticks",
+            # Inputs that arrived in another partition than their contact's owner are forwarded here.
+            repartition_topic=(_env("LEADPULSE_REPARTITION_TOPIC", "")
+                               or f"{_env('LEADPULSE_APP_ID', 'leadpulse')}-repartition"),
             scores_topic=_env("LEADPULSE_SCORES_TOPIC", "lead-scores"),
             dlq_topic=_env("LEADPULSE_DLQ_TOPIC", "lead-dlq"),
             partitions=_int("LEADPULSE_PARTITIONS", 4),
@@ -187,9 +193,8 @@ class Settings:
             data_dir=Path(_env("LEADPULSE_DATA_DIR", ".leadpulse/data")),
             standby_replicas=_int("LEADPULSE_STANDBY_REPLICAS", 0),
             rules_path=os.environ.get("LEADPULSE_RULES") or None,
-            # at_least_once by default: faust-streaming's transactions stall partitions taken over in a
-            # rebalance (faust-streaming/faust#323, reproduced by tests/integration). Replays never
-            # count twice either way (event-id dedup in the contact state, deterministic change ids).
+            # at_least_once: outputs may be published twice after a crash (same change ids);
+            # exactly_once: each batch's outputs, states and offsets commit in one transaction.
             processing_guarantee=_choice(
                 "LEADPULSE_PROCESSING_GUARANTEE", "at_least_once", ("exactly_once", "at_least_once")
             ),
@@ -202,6 +207,7 @@ class Settings:
             # How long the broker may hold a fetch to fill a batch (streams.bulk): latency for CPU.
             fetch_wait_ms=_int("LEADPULSE_FETCH_WAIT_MS", 10),
             cooling_interval_s=_float("LEADPULSE_COOLING_INTERVAL_S", 1.0),
+            stall_timeout_s=_float("LEADPULSE_STALL_TIMEOUT_S", 60.0),
             web_bind=_env("LEADPULSE_WEB_BIND", "127.0.0.1"),
             # The name other workers reach this one by (score lookups are routed to the owner).
             web_host=_env("LEADPULSE_WEB_HOST", "127.0.0.1"),

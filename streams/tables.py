@@ -3,8 +3,11 @@
 Why: Faust's RocksDB store finds a key's partition through the current event (one context-variable
 look-up, a weak reference and an LRU key-index write per access) and falls back to asking every
 partition's database when there is none. The batch step already knows each contact's partition, so
-it names it (`focus`) and the reads and writes go straight to that partition's database. The
-in-memory store (`memory://`) is one dict for all partitions.
+it names it (`focus`) and reads go straight to that partition's database. A batch's states of one
+partition are written in one RocksDB write batch together with the changelog offset they reach
+(`write`): the local store holds a batch's states of a partition entirely or not at all, and always
+says how far into the changelog it is. The in-memory store (`memory://`) is one dict for all
+partitions; it keeps the offsets it reached beside it.
 """
 
 from __future__ import annotations
@@ -12,20 +15,90 @@ from __future__ import annotations
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
+from streams import compat
+
+OFFSET_KEY = b"__faust\0offset__"  # where Faust's RocksDB store keeps the changelog offset it holds
+
+
+def write_atomically(db: Any, items: list[tuple[bytes, bytes | None]], held: int | None) -> None:
+    """`items` (None deletes) and the changelog offset they reach into one RocksDB database, in one
+    write batch."""
+    from rocksdict import WriteBatch
+
+    batch = WriteBatch(raw_mode=True)  # as Faust writes the store
+    for key, value in items:
+        if value is None:
+            batch.delete(key)
+        else:
+            batch.put(key, value)
+    if held is not None:
+        batch.put(OFFSET_KEY, str(held).encode())
+    db.write(batch)
+
+
+def held_offset(db: Any) -> int | None:
+    raw = db.get(OFFSET_KEY)
+    return None if raw is None else int(raw)
+
 
 class PartitionStore(MutableMapping):
     """`store` (a Faust table's `.data`) as a mapping over the focused partition's keys."""
 
     def __init__(self, store: Any):
         self.store = store
-        self._partitioned = hasattr(store, "_db_for_partition")
-        self._db: Any = None if self._partitioned else store.data
+        self.partitioned = compat.has_partition_dbs(store)
+        self._db: Any = None if self.partitioned else compat.memory_data(store)
+        self._held: dict[int, int] = {}  # memory store: changelog offset reached, per partition
+        self._focused: int | None = None
+
+    def db(self, partition: int) -> Any:
+        return compat.changelog_db(self.store, partition) if self.partitioned else self._db
 
     def focus(self, partition: int) -> None:
-        """Reads and writes go to this partition until the next `focus`."""
-        if self._partitioned:
-            self._db = self.store._db_for_partition(partition)
+        """Reads go to this partition until the next `focus`."""
+        if self.partitioned and partition != self._focused:
+            self._db = self.db(partition)
+            self._focused = partition
 
+    def forget(self) -> None:
+        """Drop the focused database handle (at every rebalance): Faust lets a revoked partition's
+        database close by garbage collection and opens it again when the partition comes back; a
+        handle kept here would hold its lock and make that open fail."""
+        self._focused = None
+        if self.partitioned:
+            self._db = None
+
+    # -- durable writes ---------------------------------------------------------------------------
+    def write(self, partition: int, items: list[tuple[bytes, bytes | None]], held: int | None) -> None:
+        """`items` (None deletes) and the changelog offset they reach, atomically."""
+        if self.partitioned:
+            write_atomically(self.db(partition), items, held)
+            return
+        data = self._db
+        for key, value in items:
+            if value is None:
+                data.pop(key, None)
+            else:
+                data[key] = value
+        if held is not None:
+            self._held[partition] = held
+
+    def held(self, partition: int) -> int | None:
+        """The changelog offset this partition's store holds (None: nothing yet)."""
+        if self.partitioned:
+            return held_offset(self.db(partition))
+        return self._held.get(partition)
+
+    def items_of(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
+        """Every (key, state) of one partition (memory: of every partition; the caller filters)."""
+        if not self.partitioned:
+            yield from list(self._db.items())
+            return
+        for key, value in self.db(partition).items():
+            if key != OFFSET_KEY:
+                yield key, value
+
+    # -- the mapping (reads of the focused partition) -------------------------------------------
     def get(self, key: bytes, default=None):
         value = self._db.get(key)
         return default if value is None else value
@@ -37,13 +110,13 @@ class PartitionStore(MutableMapping):
         return value
 
     def __setitem__(self, key: bytes, value: bytes) -> None:
-        if self._partitioned:
+        if self.partitioned:
             self._db.put(key, value)
         else:
             self._db[key] = value
 
     def __delitem__(self, key: bytes) -> None:
-        if self._partitioned:
+        if self.partitioned:
             self._db.delete(key)
         else:
             del self._db[key]
@@ -52,7 +125,7 @@ class PartitionStore(MutableMapping):
         return self._db.get(key) is not None
 
     def __iter__(self) -> Iterator[bytes]:
-        """Every partition's keys (not the hot path)."""
+        """Every open partition's keys (not the hot path)."""
         return iter(self.store.keys())
 
     def __len__(self) -> int:

@@ -94,7 +94,7 @@ def build() -> dict:
         panel("Throughput out: records published /s", [
             target(f"sum by (output) (rate(leadpulse_records_published_total{{{SEL}}}[{RI}]))", "{{output}}"),
         ], x=12, y=7, unit="ops", stack=True,
-            description="lifecycle changes, score snapshots, dead letters, re-keyed inputs."),
+            description="lifecycle changes, score snapshots, dead letters, inputs forwarded to their contact's partition."),
         panel("Consumer lag by topic", [
             target(f"sum by (topic) (leadpulse_consumer_lag_messages{{{SEL}}})", "{{topic}}"),
         ], x=0, y=15, description="High watermark minus committed offset, summed over partitions and workers."),

@@ -13,7 +13,20 @@ from scoring import ScoringModel, default_rules
 from tests.support import codec, event
 
 
-def test_reads_see_held_writes_and_the_table_sees_only_flushed_ones():
+def durable(wb: WriteBehind, table: dict, batch: int) -> dict:
+    """What the checkpoint does once a batch is on Kafka: its writes into the table, then released."""
+    writes = wb.writes(batch)
+    for items in writes.values():
+        for key, value in items:
+            if value is None:
+                table.pop(key, None)
+            else:
+                table[key] = value
+    wb.release(batch)
+    return writes
+
+
+def test_reads_see_held_writes_and_the_table_sees_only_durable_ones():
     table = {b"a": b"1"}
     wb = WriteBehind(table)
     first = wb.begin()
@@ -23,35 +36,47 @@ def test_reads_see_held_writes_and_the_table_sees_only_flushed_ones():
     second = wb.begin()
     wb.pop(b"a")
     assert wb.get(b"a") is None and b"a" not in wb and sorted(wb) == [b"b"]
-    assert wb.flush(first) == 2  # the first batch's own states, though the second replaced one
+    assert durable(wb, table, first) == {0: [(b"a", b"2"), (b"b", b"3")]}  # its own states, though the second replaced one
     assert table == {b"a": b"2", b"b": b"3"} and wb.get(b"a") is None  # reads still see the second
-    wb.flush(second)
+    durable(wb, table, second)
     assert table == {b"b": b"3"} and wb.pending == {}
 
 
+def test_held_writes_stay_readable_until_released():
+    """Under exactly_once the states go to Kafka inside the transaction and to the store only after
+    the commit: until then, a later batch and a lookup must still read them here."""
+    table: dict = {}
+    wb = WriteBehind(table)
+    one = wb.begin()
+    wb[b"k"] = b"v1"
+    assert wb.writes(one) == {0: [(b"k", b"v1")]}
+    assert wb.get(b"k") == b"v1" and table == {}  # taken for the transaction, not released: still read here
+    wb.release(one)
+    assert wb.get(b"k") is None  # released without a table write: the caller owns that order
+
+
 def test_each_batch_persists_the_states_it_wrote_so_its_inputs_can_be_acknowledged():
-    """Batch one's inputs are acknowledged once batch one is persisted; had it left a contact to a
-    later batch, a crash before that batch persisted would lose them (the fault suite did)."""
+    """Batch one's inputs are committed once batch one is durable; had it left a contact to a
+    later batch, a crash before that batch was durable would lose them (the fault suite did)."""
     table: dict = {}
     wb = WriteBehind(table)
     one = wb.begin()
     wb[b"k"] = b"old"
     two = wb.begin()
     wb[b"k"] = b"new"
-    assert wb.take(one) == [(b"k", b"old", None)] and wb[b"k"] == b"new"
-    assert wb.take(two) == [(b"k", b"new", None)] and wb.pending == {}
+    assert durable(wb, table, one) == {0: [(b"k", b"old")]} and wb[b"k"] == b"new"
+    assert durable(wb, table, two) == {0: [(b"k", b"new")]} and wb.pending == {}
 
 
-def test_focus_is_called_with_the_source_of_each_write():
-    seen = []
-    wb = WriteBehind({}, focus=seen.append)
+def test_writes_are_grouped_by_the_partition_focused_when_made():
+    wb = WriteBehind({})
     n = wb.begin()
-    wb.focus("msg-a")
+    wb.focus(3)
     wb[b"a"] = b"1"
-    wb.focus("msg-b")
+    wb.focus(1)
     wb[b"b"] = b"2"
-    wb.flush(n)
-    assert seen == ["msg-a", "msg-b"]
+    wb.pop(b"b")
+    assert wb.writes(n) == {3: [(b"a", b"1")], 1: [(b"b", None)]}
 
 
 def test_missing_keys_raise_like_a_dict():
@@ -83,16 +108,17 @@ def test_behaves_like_a_dict_once_everything_is_flushed(script):
         elif op == "begin":
             batches.append(wb.begin())
         else:
-            wb.flush(batches.pop(0)) if batches else None
+            durable(wb, table, batches.pop(0)) if batches else None
             batches = batches or [wb.begin()]
         assert {k: wb[k] for k in wb} == model
     for b in batches:
-        wb.flush(b)
+        durable(wb, table, b)
     assert table == model
 
 
 def _pipeline(table):
     return Pipeline(codec, ScoringModel(default_rules()), table, kinds={"ev": EVENTS}, focus=table.focus)
+
 
 
 def _msgs(*records):

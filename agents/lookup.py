@@ -1,0 +1,33 @@
+"""GET /contacts/{id}: score, temperature, stage, fit, grade and explanation of one contact."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from faust.web import Request, Response, View
+
+from agents.pipeline import snapshot_record
+
+if TYPE_CHECKING:
+    from streams.bootstrap import Runtime
+
+
+def register(rt: "Runtime") -> None:
+    app = rt.app
+
+    @app.page("/contacts/{contact_id}")
+    class ContactView(View):
+        """Answered by the worker that owns the contact's partition: Faust routes a request that
+        reaches another worker there, with the same murmur2 partitioning the router uses."""
+
+        @app.table_route(table=rt.contacts, match_info="contact_id")
+        async def get(self, request: Request, contact_id: str) -> Response:
+            # Through the write-behind buffer: a state whose lifecycle changes are already published
+            # may not have reached the store yet, and a lookup must not show the contact behind them.
+            key = contact_id.encode()
+            rt.store.focus(rt.router.owner(contact_id))
+            raw_state = rt.states.get(key)
+            if raw_state is None:
+                return self.json({"error": f"unknown contact {contact_id!r}"}, status=404)
+            model = rt.model
+            return self.json(snapshot_record(model.snapshot(model.decode_state(raw_state))))
