@@ -215,7 +215,8 @@ class Pipeline:
 
     def dead_letter(self, msg: RawMessage, error: Exception, at: int, out: Outputs) -> None:
         cls = type(error).__name__
-        original, reason = msg.value, getattr(error, "reason", None) or str(error) or cls
+        original, reason = msg.value, str(getattr(error, "reason", None) or "") or str(error) or cls
+        field = getattr(error, "field", None)
         if original is not None and len(original) > self.max_dead_letter_bytes:
             reason += f" (original value of {len(original)} bytes truncated to its first {self.max_dead_letter_bytes})"
             original = original[: self.max_dead_letter_bytes]
@@ -229,7 +230,7 @@ class Pipeline:
                 "original_key": msg.key,
                 "original_value": original,
                 "error_class": cls,
-                "field": getattr(error, "field", None),
+                "field": field if isinstance(field, str) else None,  # any exception may land here
                 "reason": reason,
                 "failed_at": at,
             },

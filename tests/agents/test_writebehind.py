@@ -147,3 +147,33 @@ def test_an_oversized_original_is_kept_truncated_and_the_reason_says_so():
     letter = codec.decode("DeadLetter", out.dead_letters[0].value)
     assert len(letter["original_value"]) == 1000
     assert "original value of 5005 bytes truncated to its first 1000" in letter["reason"]
+
+
+class _Odd(Exception):
+    field = 42  # not a field name: an exception from some library, with attributes of its own
+
+
+@pytest.mark.parametrize("raised", [KeyError("x"), RuntimeError(""), _Odd("odd"), ZeroDivisionError()])
+def test_whatever_a_decoder_raises_becomes_a_dead_letter_and_the_next_record_is_scored(raised):
+    class Exploding:
+        """A codec that fails on the first record, as fastavro's UnknownType did on a JSON schema."""
+
+        def __init__(self):
+            self.calls = 0
+
+        def decode(self, name, data):
+            self.calls += 1
+            if self.calls == 1:
+                raise raised
+            return codec.decode(name, data)
+
+        def encode(self, name, record):
+            return codec.encode(name, record)
+
+    p = Pipeline(Exploding(), ScoringModel(default_rules()), {}, kinds={"ev": EVENTS})
+    out = p.process(_msgs(event("c1", "e1", "page_view", 1_700_000_000_000),
+                          event("c1", "e2", "demo_request", 1_700_000_000_001)))
+    letter = codec.decode("DeadLetter", out.dead_letters[0].value)
+    assert letter["error_class"] == type(raised).__name__ and letter["reason"] and letter["source_offset"] == 0
+    assert letter["field"] is None or isinstance(letter["field"], str)
+    assert out.consumed == {"demo_request": 1} and len(out.scores) == 1
