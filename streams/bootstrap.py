@@ -69,6 +69,8 @@ class Runtime:
         of the partitions) its inputs are read again from the committed offsets."""
         log.error("%s: %s: %s; the worker exits so that its inputs are read again", what, type(exc).__name__, exc,
                   exc_info=exc)
+        if self.checkpoint.failed is None:
+            self.checkpoint.failed = exc  # no later batch may commit past this one
         self.states.discard()
         self.watchdog.fatal(f"{what}: {type(exc).__name__}: {exc}")
 

@@ -191,13 +191,21 @@ async def _succeeded(previous: asyncio.Future) -> None:
 # -- the Kafka side ---------------------------------------------------------------------------------
 
 class AtLeastOnceKafka:
-    """One idempotent producer (acks=all) for every output; offsets committed by the group."""
+    """One idempotent producer (acks=all) for every output; offsets committed by the group.
+
+    Commits are coalesced: while one is on its way, the offsets of the batches that finish meanwhile
+    wait for the next, which carries the latest of each partition (batches arrive in read order, so
+    the latest is the highest). At most one commit request is in flight; none waits longer than one
+    round trip behind another."""
 
     transactional = False
 
     def __init__(self, producer: Any, commit: Callable[[dict[TP, int]], Awaitable[Any]]):
         self.producer = producer
         self._commit = commit
+        self._pending: dict[TP, int] = {}
+        self._next: asyncio.Future | None = None  # resolves when the pending offsets are committed
+        self._running = False
 
     async def deliver(self, records: list[OutRecord]) -> dict[tuple[str, int], int]:
         if not records:
@@ -206,8 +214,33 @@ class AtLeastOnceKafka:
         return await last_offsets(await send_batches(records, lambda partition: producer))
 
     async def commit_offsets(self, offsets: dict[TP, int]) -> None:
-        if offsets:
-            await self._commit(offsets)
+        if not offsets:
+            return
+        self._pending.update(offsets)
+        if self._next is None:
+            self._next = asyncio.get_running_loop().create_future()
+        mine = self._next
+        if not self._running:
+            self._running = True
+            asyncio.ensure_future(self._commit_loop())
+        await asyncio.shield(mine)
+
+    async def _commit_loop(self) -> None:
+        try:
+            while self._pending:
+                offsets, self._pending = self._pending, {}
+                done, self._next = self._next, None
+                try:
+                    await self._commit(offsets)
+                except BaseException as exc:  # every batch waiting fails with it (and stops the worker)
+                    for waiting in (done, self._next):
+                        if waiting is not None:
+                            waiting.set_exception(exc)
+                    self._next, self._pending = None, {}
+                    return
+                done.set_result(None)
+        finally:
+            self._running = False
 
     async def commit_transactions(self, records, offsets):  # pragma: no cover - not transactional
         raise NotImplementedError

@@ -133,16 +133,28 @@ async def test_mixed_partitioners_give_one_state_per_contact_and_lookups_that_fi
 
         # One state per contact: one key in exactly one partition of the changelog and of the scores
         # topic — the owner partition murmur2 gives — with the fit of the profile and every event.
-        changelog = await latest_by_key(kafka_bootstrap, f"{names['LEADPULSE_APP_ID']}-contacts-changelog")
-        scores = await latest_by_key(kafka_bootstrap, names["LEADPULSE_SCORES_TOPIC"])
-        for cid in contacts:
-            key = cid.encode()
-            owner = murmur2_partition(key, PARTITIONS)
-            assert [p for p, _ in changelog[key]] == [owner], (cid, changelog[key])
-            assert [p for p, _ in scores[key]] == [owner], (cid, scores[key])
-            snap = codec.decode("ScoreSnapshot", scores[key][0][1])
-            assert snap["score"] == pytest.approx(model.snapshot(want[cid]).score, abs=1e-6)
-            assert snap["fit"] == pytest.approx(model.snapshot(want[cid]).fit)
+        # (A lookup reads the newest state before its snapshot is on the topic: wait for the topics.)
+        def settled(changelog, scores) -> list[str]:
+            wrong = []
+            for cid in contacts:
+                key, snap = cid.encode(), model.snapshot(want[cid])
+                owner = murmur2_partition(key, PARTITIONS)
+                if [p for p, _ in changelog.get(key, [])] != [owner] or [p for p, _ in scores.get(key, [])] != [owner]:
+                    wrong.append(f"{cid}: changelog {changelog.get(key)} scores {[p for p, _ in scores.get(key, [])]}")
+                    continue
+                got = codec.decode("ScoreSnapshot", scores[key][0][1])
+                if abs(got["score"] - snap.score) > 1e-6 or abs(got["fit"] - snap.fit) > 1e-6:
+                    wrong.append(f"{cid}: snapshot score {got['score']} fit {got['fit']}, want {snap.score} {snap.fit}")
+            return wrong
+
+        deadline = time.monotonic() + 30
+        while True:
+            wrong = settled(await latest_by_key(kafka_bootstrap, f"{names['LEADPULSE_APP_ID']}-contacts-changelog"),
+                            await latest_by_key(kafka_bootstrap, names["LEADPULSE_SCORES_TOPIC"]))
+            if not wrong or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(1.0)
+        assert not wrong, wrong
         _, metrics = w1.get_json("/health/ready")
         assert metrics["active_partitions"] + w2.get_json("/health/ready")[1]["active_partitions"] == PARTITIONS
     finally:

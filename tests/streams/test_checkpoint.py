@@ -268,3 +268,41 @@ async def test_partition_transactions_fence_on_prepare_and_chain_per_partition()
         await kafka.commit_transactions({3: [("out", 3, b"k", b"v", None)]}, {TP("events", 3): 2})
     await kafka.commit_transactions({1: []}, {TP("events", 1): 3})  # other partitions go on
     assert log[-1] == ("app-p1", "commit")
+
+
+async def test_offset_commits_are_coalesced_while_one_is_on_its_way():
+    from streams.checkpoint import AtLeastOnceKafka
+
+    loop = asyncio.get_running_loop()
+    committed, gates = [], []
+
+    async def commit(offsets):
+        gate = loop.create_future()
+        gates.append(gate)
+        await gate
+        committed.append(dict(offsets))
+
+    kafka = AtLeastOnceKafka(None, commit)
+    first = asyncio.ensure_future(kafka.commit_offsets({TP("e", 0): 10}))
+    await asyncio.sleep(0)
+    later = [asyncio.ensure_future(kafka.commit_offsets({TP("e", p): o})) for p, o in ((0, 20), (1, 5), (0, 30))]
+    await asyncio.sleep(0)
+    assert len(gates) == 1  # one request in flight; the three others wait for the next
+    gates[0].set_result(None)
+    await first
+    await asyncio.sleep(0)
+    assert len(gates) == 2 and not any(f.done() for f in later)
+    gates[1].set_result(None)
+    await asyncio.gather(*later)
+    assert committed == [{TP("e", 0): 10}, {TP("e", 0): 30, TP("e", 1): 5}]
+
+
+async def test_a_failed_commit_fails_every_batch_waiting_for_it():
+    from streams.checkpoint import AtLeastOnceKafka
+
+    async def commit(offsets):
+        raise RuntimeError("coordinator gone")
+
+    kafka = AtLeastOnceKafka(None, commit)
+    with pytest.raises(RuntimeError, match="coordinator gone"):
+        await kafka.commit_offsets({TP("e", 0): 1})
