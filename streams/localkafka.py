@@ -834,8 +834,10 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def find_java() -> str:
-    """Path of a Java >= 17 ``java`` (PATH first, then $JAVA_HOME/bin)."""
+def find_java(minimum: int = 17, purpose: str | None = None, search_jvm_dir: bool = False) -> str:
+    """Path of a Java >= ``minimum`` ``java`` (PATH first, then $JAVA_HOME/bin, then, with
+    ``search_jvm_dir``, the JDKs in /usr/lib/jvm, newest first)."""
+    purpose = purpose or f"Kafka {kafka_version()}"
     candidates = []
     on_path = shutil.which("java")
     if on_path:
@@ -844,9 +846,13 @@ def find_java() -> str:
         jh = Path(os.environ["JAVA_HOME"]) / "bin" / "java"
         if jh.is_file() and os.access(jh, os.X_OK):
             candidates.append(str(jh))
+    if search_jvm_dir:
+        candidates += sorted((str(p) for p in Path("/usr/lib/jvm").glob("*/bin/java") if os.access(p, os.X_OK)),
+                             key=lambda p: [int(n) for n in re.findall(r"-(\d+)(?=[-.])", p)[:1]] or [0],
+                             reverse=True)
     if not candidates:
-        raise LocalKafkaError("Java not found (no java on PATH, no JAVA_HOME): install Java 17 "
-                              "(apt-get install openjdk-17-jre-headless) to run the local Kafka broker")
+        raise LocalKafkaError(f"Java not found (no java on PATH, no JAVA_HOME): install Java {minimum} "
+                              f"(apt-get install openjdk-{minimum}-jre-headless) to run {purpose}")
     seen = []
     for java in candidates:
         try:
@@ -858,11 +864,12 @@ def find_java() -> str:
         if not m:
             continue
         major = int(m.group(1)) if m.group(1) != "1" else int(m.group(2) or 0)
-        if major >= 17:
+        if major >= minimum:
             return java
         seen.append(f"{java} is Java {major}")
-    raise LocalKafkaError(f"Kafka {kafka_version()} needs Java 17 or newer ({'; '.join(seen) or 'java did not run'}): "
-                          f"install Java 17 (apt-get install openjdk-17-jre-headless) and put it on PATH")
+    raise LocalKafkaError(f"{purpose} needs Java {minimum} or newer ({'; '.join(seen) or 'java did not run'}): "
+                          f"install Java {minimum} (apt-get install openjdk-{minimum}-jre-headless) and put it on "
+                          f"PATH or set JAVA_HOME")
 
 
 POM_TEMPLATE = """<?xml version="1.0" encoding="UTF-8"?>
