@@ -49,13 +49,17 @@ HEADER = struct.Struct(">bI")
 SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
 
-class DecodeError(Exception):
-    """Input bytes that cannot become a record; `field` names the part at fault when known."""
+class _FieldError(Exception):
+    """One line, naming the field at fault when known (`field 'schema_id': ...`)."""
 
     def __init__(self, reason: str, field: str | None = None):
         super().__init__(reason if field is None else f"field {field!r}: {reason}")
         self.reason = reason
         self.field = field
+
+
+class DecodeError(_FieldError):
+    """Input bytes that cannot become a record; `field` names the part at fault when known."""
 
 
 class WireFormatError(DecodeError):
@@ -79,14 +83,9 @@ class UnsupportedSchemaError(DecodeError):
         self.schema_id, self.schema_type, self.detail = schema_id, schema_type, reason
 
 
-class RegistryError(Exception):
+class RegistryError(_FieldError):
     """The Schema Registry cannot be used: never the record's fault, so never a DecodeError (the
     record is not dead-lettered). It stops the worker, to be restarted once the registry is back."""
-
-    def __init__(self, reason: str, field: str | None = None):
-        super().__init__(reason if field is None else f"field {field!r}: {reason}")
-        self.reason = reason
-        self.field = field
 
 
 class RegistryUnavailable(RegistryError):

@@ -54,7 +54,7 @@ from typing import Sequence
 from streams.localkafka import (
     DEPENDENCY_PLUGIN_VERSION, HOST, REPO_ROOT, LocalKafka, LocalKafkaError, _atomic_write, _cause_line,
     _check_port_number, _free_ports, _pid_alive, _port_free, _proc_cmdline, _read_from, _tail, cache_root,
-    find_java,
+    find_java, maven_cause, print_cli_error, run_maven,
 )
 
 __all__ = ["LocalRegistry", "LocalRegistryError", "main"]
@@ -220,24 +220,13 @@ class LocalRegistry:
             mvn_log = self.cache_dir / "mvn.log"
             artifact = f"io.apicurio:apicurio-registry-app:{self.version}:tar.gz:all"
             cmd = [mvn, "-q", "-B", f"org.apache.maven.plugins:maven-dependency-plugin:{DEPENDENCY_PLUGIN_VERSION}:copy",
-                   f"-Dartifact={artifact}", f"-DoutputDirectory={tmp}", "-Dmdep.stripVersion=true"]
-            env = dict(os.environ)
-            env.setdefault("JAVA_HOME", str(Path(os.path.realpath(java)).parents[1]))
+                   f"-Dartifact={artifact}", f"-DoutputDirectory={tmp}"]
             started = time.monotonic()
-            try:
-                with open(mvn_log, "w") as log:
-                    log.write("$ " + shlex.join(cmd) + "\n")
-                    log.flush()
-                    rc = subprocess.run(cmd, cwd=self.cache_dir, stdin=subprocess.DEVNULL, stdout=log,
-                                        stderr=subprocess.STDOUT, env=env, timeout=900).returncode
-            except subprocess.TimeoutExpired:
-                rc = -1
+            rc = run_maven(cmd, self.cache_dir, java, mvn_log)
             archives = sorted(tmp.glob("*.tar.gz")) if tmp.is_dir() else []
             if rc != 0 or not archives:
                 shutil.rmtree(tmp, ignore_errors=True)
-                last = next((ln for ln in reversed(_tail(mvn_log, 40).splitlines())
-                             if ln.strip() and "[ERROR] -> [Help" not in ln and ln.strip() != "[ERROR]"), "")
-                raise LocalRegistryError(f"downloading {artifact} with Maven failed (exit {rc}): {last.strip()[:300]} "
+                raise LocalRegistryError(f"downloading {artifact} with Maven failed (exit {rc}): {maven_cause(mvn_log)} "
                                          f"(full log: {mvn_log})")
             unpacked = tmp / "dist"
             try:
@@ -390,10 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"({st['state_dir']})")
             return 0 if st["running"] else 1
     except LocalKafkaError as exc:
-        print(f"localregistry: error: {exc}", file=sys.stderr)
-        if exc.log_tail:
-            print(exc.log_tail, file=sys.stderr)
-        return 2
+        return print_cli_error("localregistry", exc)
     except KeyboardInterrupt:
         return 130
     return 0

@@ -20,6 +20,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from scoring import BehaviourEvent, ContactProfile, ScoringModel, default_rules
 from streams.codec import Catalogue
 from streams.localregistry import LocalRegistry
+from tests.integration.test_pipeline import wait_for
 from tests.support import Worker, consume, json_record, produce, proto_record, topic_env
 
 pytestmark = [pytest.mark.kafka, pytest.mark.registry]
@@ -50,16 +51,6 @@ def subjects(url: str) -> set[str]:
 def deserialize_all(client: SchemaRegistryClient, messages) -> list[dict]:
     read = AvroDeserializer(client)
     return [read(m.value, SerializationContext(m.topic, MessageField.VALUE)) for m in messages]
-
-
-async def wait_for(predicate, timeout: float = 30.0, every: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        await asyncio.sleep(every)
-    return predicate()
 
 
 @pytest.fixture
