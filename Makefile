@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-unit test-deps demo chaos bench-core bench-step bench-pipeline bench-backtest bench test-tools worker dashboard kafka-start kafka-stop kafka-status clean
+.PHONY: help venv test test-unit test-deps demo chaos bench-core bench-step bench-pipeline bench-backtest bench test-tools worker dashboard kafka-start kafka-stop kafka-status registry-start registry-stop clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -23,8 +23,8 @@ venv: $(STAMP)  ## create .venv and install leadpulse with its test and tool ext
 test: $(STAMP)  ## the whole suite; starts a local Kafka broker unless KAFKA_BOOTSTRAP_SERVERS is set
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-unit: $(STAMP)  ## only the tests that need no broker
-	$(PY) -m pytest -m 'not kafka' $(PYTEST_ARGS)
+test-unit: $(STAMP)  ## only the tests that need no broker and no registry
+	$(PY) -m pytest -m 'not kafka and not registry' $(PYTEST_ARGS)
 
 demo: $(STAMP)  ## local broker + worker + a few contacts walking from cold to hot; prints lifecycle changes
 	$(PY) -m tools.demo
@@ -72,6 +72,13 @@ kafka-stop: $(STAMP)  ## stop the local development broker
 kafka-status: $(STAMP)  ## is the local development broker running?
 	$(PY) -m streams.localkafka status
 
+registry-start: $(STAMP)  ## start a local Schema Registry (Apicurio, in memory; prints its URL)
+	$(PY) -m streams.localregistry start
+
+registry-stop: $(STAMP)  ## stop the local Schema Registry
+	$(PY) -m streams.localregistry stop
+
 clean:  ## remove the virtualenv and local state (broker data, tables)
 	-$(PY) -m streams.localkafka stop 2>/dev/null
+	-$(PY) -m streams.localregistry stop 2>/dev/null
 	rm -rf $(VENV) .leadpulse .pytest_cache .hypothesis

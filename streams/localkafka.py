@@ -690,19 +690,10 @@ class LocalKafka:
             tmp_libs = self.cache_dir / f"libs.tmp-{os.getpid()}"
             shutil.rmtree(tmp_libs, ignore_errors=True)
             mvn_log = self.cache_dir / "mvn.log"
-            env = dict(os.environ)
-            env.setdefault("JAVA_HOME", str(Path(os.path.realpath(java)).parents[1]))
             cmd = [mvn, "-q", "-B", "-f", str(pom), "dependency:copy-dependencies", "-DincludeScope=runtime",
                    f"-DoutputDirectory={tmp_libs}"]
             started = time.monotonic()
-            try:
-                with open(mvn_log, "w") as log:
-                    log.write("$ " + shlex.join(cmd) + "\n")
-                    log.flush()
-                    rc = subprocess.run(cmd, cwd=self.cache_dir, stdout=log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, env=env, timeout=900).returncode
-            except subprocess.TimeoutExpired:
-                rc = "timeout after 900s"
+            rc = run_maven(cmd, self.cache_dir, java, mvn_log)
             jars = sorted(p.name for p in tmp_libs.glob("*.jar")) if tmp_libs.is_dir() else []
             problem = None
             if rc != 0:
@@ -713,10 +704,8 @@ class LocalKafka:
                 problem = "slf4j-api 2.x missing from the result"
             if problem:
                 shutil.rmtree(tmp_libs, ignore_errors=True)
-                last = next((ln for ln in reversed(_tail(mvn_log, 40).splitlines())
-                             if ln.strip() and "[ERROR] -> [Help" not in ln and "[ERROR] " != ln.strip()), "")
                 raise LocalKafkaError(f"downloading Kafka {self.version} jars with Maven failed ({problem}): "
-                                      f"{last.strip()[:300]} (full log: {mvn_log})")
+                                      f"{maven_cause(mvn_log)} (full log: {mvn_log})")
             shutil.rmtree(self.libs_dir, ignore_errors=True)
             os.replace(tmp_libs, self.libs_dir)
             marker = {"kafka": self.version, "scala": SCALA_VERSION, "log4j": LOG4J_VERSION, "slf4j": SLF4J_VERSION,
@@ -834,8 +823,10 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def find_java() -> str:
-    """Path of a Java >= 17 ``java`` (PATH first, then $JAVA_HOME/bin)."""
+def find_java(minimum: int = 17, purpose: str | None = None, search_jvm_dir: bool = False) -> str:
+    """Path of a Java >= ``minimum`` ``java`` (PATH first, then $JAVA_HOME/bin, then, with
+    ``search_jvm_dir``, the JDKs in /usr/lib/jvm, newest first)."""
+    purpose = purpose or f"Kafka {kafka_version()}"
     candidates = []
     on_path = shutil.which("java")
     if on_path:
@@ -844,9 +835,13 @@ def find_java() -> str:
         jh = Path(os.environ["JAVA_HOME"]) / "bin" / "java"
         if jh.is_file() and os.access(jh, os.X_OK):
             candidates.append(str(jh))
+    if search_jvm_dir:
+        candidates += sorted((str(p) for p in Path("/usr/lib/jvm").glob("*/bin/java") if os.access(p, os.X_OK)),
+                             key=lambda p: [int(n) for n in re.findall(r"-(\d+)(?=[-.])", p)[:1]] or [0],
+                             reverse=True)
     if not candidates:
-        raise LocalKafkaError("Java not found (no java on PATH, no JAVA_HOME): install Java 17 "
-                              "(apt-get install openjdk-17-jre-headless) to run the local Kafka broker")
+        raise LocalKafkaError(f"Java not found (no java on PATH, no JAVA_HOME): install Java {minimum} "
+                              f"(apt-get install openjdk-{minimum}-jre-headless) to run {purpose}")
     seen = []
     for java in candidates:
         try:
@@ -858,11 +853,42 @@ def find_java() -> str:
         if not m:
             continue
         major = int(m.group(1)) if m.group(1) != "1" else int(m.group(2) or 0)
-        if major >= 17:
+        if major >= minimum:
             return java
         seen.append(f"{java} is Java {major}")
-    raise LocalKafkaError(f"Kafka {kafka_version()} needs Java 17 or newer ({'; '.join(seen) or 'java did not run'}): "
-                          f"install Java 17 (apt-get install openjdk-17-jre-headless) and put it on PATH")
+    raise LocalKafkaError(f"{purpose} needs Java {minimum} or newer ({'; '.join(seen) or 'java did not run'}): "
+                          f"install Java {minimum} (apt-get install openjdk-{minimum}-jre-headless) and put it on "
+                          f"PATH or set JAVA_HOME")
+
+
+def run_maven(cmd: Sequence[str], cwd: Path, java: str, log_path: Path, timeout: float = 900) -> int | str:
+    """Run Maven (JAVA_HOME from ``java`` unless set), its output into ``log_path``: the exit code, or
+    ``"timeout after Ns"``."""
+    env = dict(os.environ)
+    env.setdefault("JAVA_HOME", str(Path(os.path.realpath(java)).parents[1]))
+    try:
+        with open(log_path, "w") as log:
+            log.write("$ " + shlex.join(cmd) + "\n")
+            log.flush()
+            return subprocess.run(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                  env=env, timeout=timeout).returncode
+    except subprocess.TimeoutExpired:
+        return f"timeout after {timeout:g}s"
+
+
+def maven_cause(log_path: Path) -> str:
+    """The telling line of a failed Maven run's log (its last error, without the help boilerplate)."""
+    last = next((ln for ln in reversed(_tail(log_path, 40).splitlines())
+                 if ln.strip() and "[ERROR] -> [Help" not in ln and ln.strip() != "[ERROR]"), "")
+    return last.strip()[:300]
+
+
+def print_cli_error(prog: str, exc: LocalKafkaError) -> int:
+    """A launcher CLI's failure: one line (and the log tail of a process that died), exit code 2."""
+    print(f"{prog}: error: {exc}", file=sys.stderr)
+    if exc.log_tail:
+        print(exc.log_tail, file=sys.stderr)
+    return 2
 
 
 POM_TEMPLATE = """<?xml version="1.0" encoding="UTF-8"?>
@@ -985,10 +1011,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{st['state']}{extra} ({st['state_dir']})")
             return 0 if st["running"] else 1
     except LocalKafkaError as exc:
-        print(f"localkafka: error: {exc}", file=sys.stderr)
-        if exc.log_tail:
-            print(exc.log_tail, file=sys.stderr)
-        return 2
+        return print_cli_error("localkafka", exc)
     except KeyboardInterrupt:
         return 130
     return 0

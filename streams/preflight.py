@@ -1,6 +1,7 @@
 """What a worker checks before it builds anything, so a mistake is one clear line and nothing is
-written: its data directory (creatable, writable, enough free space) and its broker (reachable, our
-security protocol spoken, our credentials accepted). The Kafka check also serves the CLI tools.
+written: its data directory (creatable, writable, enough free space), its broker (reachable, our
+security protocol spoken, our credentials accepted) and, if one is set, its Schema Registry (our
+output schemas registered). The Kafka check also serves the CLI tools.
 
 Messages never contain the password: they name the user and the mechanism only.
 """
@@ -112,7 +113,28 @@ async def check_kafka(s: Settings, timeout_s: float = 10.0) -> None:
     raise PreflightError(f"cannot reach Kafka at {s.bootstrap_servers}: {'; '.join(unreachable)}")
 
 
+# -- schema registry ---------------------------------------------------------------------------
+
+def check_registry(s: Settings) -> None:
+    """With SCHEMA_REGISTRY_URL: the registry answers, takes our credentials, and accepts the schemas
+    of the worker's outputs under the subjects the strategy names for their topics. A wrong URL,
+    refused credentials or a subject whose compatibility rule refuses our schema is then one line at
+    start, not a worker that stops at its first output."""
+    if not s.schema_registry_url:
+        return
+    from streams.codec import RegistryError, codec_from_settings
+
+    codec = codec_from_settings(s)
+    try:
+        for name, topic in (("LifecycleChange", s.lifecycle_topic), ("ScoreSnapshot", s.scores_topic),
+                            ("DeadLetter", s.dlq_topic)):
+            codec.writer_id(name, topic)
+    except RegistryError as exc:
+        raise PreflightError(exc.reason) from None
+
+
 def check_worker(s: Settings) -> None:
     """Everything a worker needs before it starts; raises PreflightError."""
     check_data_dir(s)
     asyncio.run(check_kafka(s))
+    check_registry(s)

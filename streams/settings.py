@@ -123,6 +123,39 @@ def _kafka_security() -> dict[str, Any]:
                 ssl_cafile=cafile)
 
 
+# -- Schema Registry (issue 12: subject name strategy, basic auth, outage budget) ----------------
+
+SUBJECT_STRATEGIES = ("topic", "record", "topic_record")
+
+
+def _schema_registry() -> dict[str, Any]:
+    """SCHEMA_REGISTRY_URL, _SUBJECT_STRATEGY, _BASIC_AUTH_USER_INFO and _RETRY_S. Credentials in the
+    URL (http://user:pw@host) are moved into the Secret, so the URL can be shown anywhere."""
+    url = os.environ.get("SCHEMA_REGISTRY_URL") or None
+    user_info = os.environ.get("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO") or None
+    if url is not None:
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme not in ("http", "https") or not rest.strip("/"):
+            raise SettingsError("SCHEMA_REGISTRY_URL: expected http://HOST:PORT[/path] or https://...")
+        authority, slash, path = rest.partition("/")
+        if "@" in authority:
+            if user_info:
+                raise SettingsError("SCHEMA_REGISTRY_URL has credentials and SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO "
+                                    "is set too: set only one")
+            user_info, _, authority = authority.rpartition("@")
+        url = f"{scheme}://{authority}{slash}{path}".rstrip("/")
+    if user_info is not None and ":" not in user_info:
+        raise SettingsError("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO: expected USER:PASSWORD")
+    retry_s = _float("SCHEMA_REGISTRY_RETRY_S", 10.0)
+    if retry_s < 0:
+        raise SettingsError(f"SCHEMA_REGISTRY_RETRY_S={retry_s:g}: must be >= 0")
+    return dict(schema_registry_url=url,
+                schema_registry_subject_strategy=_choice("SCHEMA_REGISTRY_SUBJECT_STRATEGY", "topic",
+                                                         SUBJECT_STRATEGIES),
+                schema_registry_user_info=Secret(user_info) if user_info else None,
+                schema_registry_retry_s=retry_s)
+
+
 @dataclass(frozen=True)
 class Settings:
     app_id: str
@@ -169,13 +202,16 @@ class Settings:
     sasl_username: str | None = None
     sasl_password: Secret | None = None
     ssl_cafile: str | None = None
+    # Schema Registry (issue 12): see _schema_registry
+    schema_registry_subject_strategy: str = "topic"
+    schema_registry_user_info: Secret | None = None
+    schema_registry_retry_s: float = 10.0
 
     @classmethod
     def from_env(cls) -> "Settings":
         return cls(
             app_id=_env("LEADPULSE_APP_ID", "leadpulse"),
             bootstrap_servers=_env("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
-            schema_registry_url=os.environ.get("SCHEMA_REGISTRY_URL") or None,
             events_topic=_env("LEADPULSE_EVENTS_TOPIC", "lead-events"),
             profiles_topic=_env("LEADPULSE_PROFILES_TOPIC", "lead-profiles"),
             qualifications_topic=_env("LEADPULSE_QUALIFICATIONS_TOPIC", "lead-qualifications"),
@@ -216,6 +252,7 @@ class Settings:
             log_level=_env("LEADPULSE_LOG_LEVEL", "info"),
             data_dir_min_free_mb=_int("LEADPULSE_DATA_DIR_MIN_FREE_MB", 64),
             **_kafka_security(),
+            **_schema_registry(),
         )
 
     def describe(self) -> dict[str, str]:

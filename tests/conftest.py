@@ -1,8 +1,10 @@
-"""One session-scoped Kafka broker for every `kafka`-marked test.
+"""One session-scoped Kafka broker for every `kafka`-marked test, and one Schema Registry for every
+`registry`-marked test.
 
-Where it comes from, in order: KAFKA_BOOTSTRAP_SERVERS if set; a testcontainers Kafka if a Docker
-engine answers; else the project's own local KRaft launcher. When CI is set, a broker that cannot be
-had fails the run; it is never a skip.
+The broker, in order: KAFKA_BOOTSTRAP_SERVERS if set; a testcontainers Kafka if a Docker engine
+answers; else the project's own local KRaft launcher. The registry: SCHEMA_REGISTRY_URL if set, else
+the project's local Apicurio Registry launcher (streams/localregistry.py). When CI is set, a broker or
+registry that cannot be had fails the run; it is never a skip.
 """
 
 from __future__ import annotations
@@ -26,10 +28,10 @@ def _docker_answers() -> bool:
         return False
 
 
-def _unavailable(reason: str):
+def _unavailable(reason: str, what: str = "Kafka broker", marker: str = "kafka"):
     if IN_CI:
-        pytest.fail(f"no Kafka broker for the kafka-marked tests (CI never skips them): {reason}", pytrace=False)
-    pytest.skip(f"no Kafka broker: {reason}")
+        pytest.fail(f"no {what} for the {marker}-marked tests (CI never skips them): {reason}", pytrace=False)
+    pytest.skip(f"no {what}: {reason}")
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +57,27 @@ def kafka_bootstrap(tmp_path_factory) -> str:
         yield bootstrap
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def schema_registry_url(tmp_path_factory) -> str:
+    """A Confluent-compatible Schema Registry's URL (its ccompat API, for the local Apicurio)."""
+    configured = os.environ.get("SCHEMA_REGISTRY_URL")
+    if configured:
+        yield configured
+        return
+    from streams.localkafka import LocalKafkaError
+    from streams.localregistry import LocalRegistry
+
+    registry = LocalRegistry(state_dir=tmp_path_factory.mktemp("registry"))
+    try:
+        url = registry.start()
+    except LocalKafkaError as exc:
+        _unavailable(str(exc), "Schema Registry", "registry")
+    try:
+        yield url
+    finally:
+        registry.stop()
 
 
 @pytest.fixture

@@ -224,11 +224,11 @@ async def _read_topics(bootstrap: str, topics: list[str], optional: list[str], w
     from aiokafka.errors import KafkaError
 
     from scoring.errors import ScoringError
-    from streams.codec import HEADER, DecodeError, _record_name, codec_from_env
+    from streams.codec import HEADER, DecodeError, RegistryError, _record_name, codec_from_settings
     from tools.common import settings
 
     s = settings()
-    codec = codec_from_env(s.schema_registry_url)
+    codec = codec_from_settings(s)
     behaviour, profile, qualification = _converters(False)
     kinds = {"BehaviourEvent": (EVENT, behaviour), "ContactProfile": (PROFILE, profile),
              "QualificationUpdate": (QUALIFICATION, qualification),
@@ -322,6 +322,8 @@ async def _read_topics(bootstrap: str, topics: list[str], optional: list[str], w
                                    f"{bootstrap}: no progress for {timeout:g} s")
     except KafkaError as exc:
         raise CliError(f"reading from Kafka at {bootstrap} failed: {exc}") from None
+    except RegistryError as exc:  # not the records' fault: no count of "undecodable" would be true
+        raise CliError(str(exc)) from None
     finally:
         await consumer.stop()
     return counts, items

@@ -744,7 +744,7 @@ async def produce(sim: Simulation, bootstrap: str, rate: float, *, show_progress
     from aiokafka.errors import KafkaError
 
     from streams.admin import ensure_topics
-    from streams.codec import codec_from_env
+    from streams.codec import RegistryError, codec_from_settings
     from tools.common import settings as load_settings
 
     s = dataclasses.replace(load_settings(), bootstrap_servers=bootstrap)
@@ -752,7 +752,7 @@ async def produce(sim: Simulation, bootstrap: str, rate: float, *, show_progress
         await asyncio.wait_for(ensure_topics(s, timeout_s=15), 30)
     except (KafkaError, OSError, asyncio.TimeoutError) as exc:
         raise CliError(f"cannot create the topics on Kafka at {bootstrap}: {exc or type(exc).__name__}") from None
-    codec = codec_from_env(s.schema_registry_url)
+    codec = codec_from_settings(s)
     topics = (s.events_topic, s.profiles_topic, s.qualifications_topic)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=10, enable_idempotence=True,
                                 max_batch_size=256 * 1024, request_timeout_ms=30_000, **s.kafka_client_kwargs())
@@ -766,7 +766,7 @@ async def produce(sim: Simulation, bootstrap: str, rate: float, *, show_progress
         with progress("sending to Kafka", len(sim.records), enabled=show_progress) as advance:
             pending = []
             for i, (_, _, kind, rec) in enumerate(sim.records):
-                value = codec.encode(RECORD_NAMES[KINDS[kind]], rec)
+                value = codec.encode(RECORD_NAMES[KINDS[kind]], rec, topics[kind])
                 pending.append(await producer.send(topics[kind], key=rec["contact_id"].encode(), value=value))
                 sent[topics[kind]] += 1
                 if rate > 0:
@@ -783,6 +783,8 @@ async def produce(sim: Simulation, bootstrap: str, rate: float, *, show_progress
             await producer.flush()
     except KafkaError as exc:
         raise CliError(f"sending to Kafka at {bootstrap} failed: {exc}") from None
+    except RegistryError as exc:
+        raise CliError(str(exc)) from None
     finally:
         await producer.stop()
     return {"bootstrap": bootstrap, "topics": dict(sent), "seconds": round(time.monotonic() - t0, 3)}

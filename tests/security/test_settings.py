@@ -139,3 +139,52 @@ def test_the_password_never_shows(sasl, tmp_path, monkeypatch, capsys):
 def test_secret_compares_by_value():
     assert Secret("a") == Secret("a") and Secret("a") != Secret("b") and Secret("a") != "a"
     assert hash(Secret("a")) == hash(Secret("b"))  # hashable, and the hash says nothing about the value
+
+
+# -- Schema Registry settings (issue 12) --------------------------------------------------------
+
+
+@pytest.fixture
+def registry_env(env, monkeypatch):
+    for var in ("SCHEMA_REGISTRY_URL", "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO", "SCHEMA_REGISTRY_SUBJECT_STRATEGY",
+                "SCHEMA_REGISTRY_RETRY_S"):
+        monkeypatch.delenv(var, raising=False)
+    return env
+
+
+def test_schema_registry_defaults(registry_env):
+    s = registry_env()
+    assert (s.schema_registry_url, s.schema_registry_subject_strategy, s.schema_registry_user_info,
+            s.schema_registry_retry_s) == (None, "topic", None, 10.0)
+
+
+@pytest.mark.parametrize("strategy", ["topic", "record", "topic_record"])
+def test_subject_strategies(registry_env, strategy):
+    assert registry_env(SCHEMA_REGISTRY_SUBJECT_STRATEGY=strategy).schema_registry_subject_strategy == strategy
+
+
+@pytest.mark.parametrize("values,message", [
+    ({"SCHEMA_REGISTRY_SUBJECT_STRATEGY": "TopicNameStrategy"}, "SCHEMA_REGISTRY_SUBJECT_STRATEGY='TopicNameStrategy'"),
+    ({"SCHEMA_REGISTRY_URL": "registry:8081"}, "SCHEMA_REGISTRY_URL: expected http://"),
+    ({"SCHEMA_REGISTRY_URL": "ftp://registry"}, "SCHEMA_REGISTRY_URL: expected http://"),
+    ({"SCHEMA_REGISTRY_URL": "http://registry", "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO": "no-colon"},
+     "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO: expected USER:PASSWORD"),
+    ({"SCHEMA_REGISTRY_URL": "http://u:p@registry", "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO": "u:p"}, "set only one"),
+    ({"SCHEMA_REGISTRY_RETRY_S": "-1"}, "SCHEMA_REGISTRY_RETRY_S=-1: must be >= 0"),
+])
+def test_unusable_registry_settings_name_the_variable(registry_env, values, message):
+    with pytest.raises(SettingsError) as exc:
+        registry_env(**values)
+    assert message in str(exc.value) and PASSWORD not in str(exc.value)
+
+
+@pytest.mark.parametrize("how", ["variable", "url"])
+def test_registry_credentials_never_show(registry_env, how):
+    if how == "variable":
+        s = registry_env(SCHEMA_REGISTRY_URL="https://registry.example:8081/",
+                         SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO=f"leadpulse:{PASSWORD}")
+    else:
+        s = registry_env(SCHEMA_REGISTRY_URL=f"https://leadpulse:{PASSWORD}@registry.example:8081/")
+    assert s.schema_registry_url == "https://registry.example:8081"  # the URL keeps no credentials
+    assert s.schema_registry_user_info == Secret(f"leadpulse:{PASSWORD}")
+    assert PASSWORD not in repr(s) and PASSWORD not in str(s.describe())
