@@ -24,16 +24,16 @@ from scoring.events import (
     validate_qualification,
 )
 from scoring.model import ScoringModel, event_hash
-from streams.codec import AvroCodec
+from streams.codec import AvroCodec, RegistryError
 from streams.routing import ContactRouter
 
 # What an input topic carries.
 EVENTS, PROFILES, QUALIFICATIONS, ERASURES = "events", "profiles", "qualifications", "erasures"
 TICKS, FORWARDED = "ticks", "forwarded"
 KIND_HEADER, SOURCE_HEADER = "leadpulse-kind", "leadpulse-source"  # on forwarded inputs
-#: Errors that are not the record's fault (an unreachable schema registry): they stop the batch
-#: instead of dead-lettering a valid record.
-NOT_THE_RECORDS_FAULT: tuple[type[BaseException], ...] = ()
+#: Errors that are not the record's fault (an unreachable or refusing schema registry): they stop
+#: the batch, and the worker, instead of dead-lettering a valid record.
+NOT_THE_RECORDS_FAULT: tuple[type[BaseException], ...] = (RegistryError,)
 RECORD_OF = {
     EVENTS: "BehaviourEvent", PROFILES: "ContactProfile",
     QUALIFICATIONS: "QualificationUpdate", ERASURES: "EraseRequest",

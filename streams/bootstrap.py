@@ -27,7 +27,7 @@ from streams import compat, metrics
 from streams.app import Topics, contacts_table, create_app
 from streams.bulk import BulkDelivery
 from streams.checkpoint import AtLeastOnceKafka, Checkpoint, TransactionalKafka
-from streams.codec import AvroCodec, codec_from_env
+from streams.codec import AvroCodec, codec_from_settings
 from streams.restore import consumer_kwargs, restore_partitions
 from streams.routing import ContactRouter
 from streams.sender import BATCH_BYTES
@@ -195,7 +195,7 @@ def bootstrap(settings: Settings | None = None) -> Runtime:
     contacts = contacts_table(app, s)
     changelog = contacts.changelog_topic.get_topic_name()
     model = ScoringModel(load_rules(s.rules_path) if s.rules_path else default_rules())
-    codec = codec_from_env(s.schema_registry_url)
+    codec = codec_from_settings(s)
     router = ContactRouter(s.partitions)
     store = PartitionStore(contacts.data)
     states = WriteBehind(store)
