@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from streams.codec import AvroCodec
-from tools.runtime import Worker, consume, free_port, produce, topic_env, wait_group_stable  # noqa: F401
+from tools.runtime import CollectorProcess, Worker, consume, free_port, produce, topic_env, wait_group_stable  # noqa: F401
 
 codec = AvroCodec()
 

@@ -52,6 +52,9 @@ def topic_env(suffix: str) -> dict[str, str]:
         "LEADPULSE_LIFECYCLE_TOPIC": f"lead-lifecycle-{suffix}",
         "LEADPULSE_SCORES_TOPIC": f"lead-scores-{suffix}",
         "LEADPULSE_DLQ_TOPIC": f"lead-dlq-{suffix}",
+        "LEADPULSE_IDENTITY_TOPIC": f"lead-identities-{suffix}",
+        "LEADPULSE_ACCOUNTS_INPUT_TOPIC": f"lead-account-memberships-{suffix}",
+        "LEADPULSE_MERGES_TOPIC": f"lead-contact-merges-{suffix}",
     }
 
 
@@ -67,6 +70,9 @@ class Worker:
     extra_env: dict[str, str] = field(default_factory=dict)
     web_port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
+
+    command = ("-m", "agents", "worker", "-l", "info")
+    ready_line = "Ready"  # what the log says once it serves (then /health/ready decides)
 
     @property
     def env(self) -> dict[str, str]:
@@ -94,7 +100,7 @@ class Worker:
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agents", "worker", "-l", "info"],
+            [sys.executable, *self.command],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         _started.append(self.proc)
@@ -116,7 +122,7 @@ class Worker:
         while time.monotonic() < deadline:
             if self.proc and self.proc.poll() is not None:
                 raise AssertionError(f"worker {self.name} exited {self.proc.returncode}:\n{self.log_text()[-4000:]}")
-            if "Ready" in self.log_text() and self.ready():
+            if self.ready_line in self.log_text() and self.ready():
                 return
             time.sleep(0.2)
         raise AssertionError(f"worker {self.name} not ready in {timeout}s:\n{self.log_text()[-4000:]}")
@@ -140,6 +146,34 @@ class Worker:
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
+
+
+@dataclass
+class CollectorProcess(Worker):
+    """A `python -m collector` subprocess (the HTTP collector) on `web_port`, with the given write
+    keys (source name → key) and the topics of `suffix`."""
+
+    name: str = "collector"
+    write_keys: dict[str, str] = field(default_factory=dict)
+
+    command = ("-m", "collector")
+    ready_line = "collector on http"
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = super().env
+        env.update(LEADPULSE_COLLECTOR_PORT=str(self.web_port),
+                   LEADPULSE_COLLECTOR_WRITE_KEYS_FILE=str(self.workdir / f"write-keys-{self.name}"))
+        env.update(self.extra_env)
+        return env
+
+    def start(self) -> "CollectorProcess":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        keys = self.workdir / f"write-keys-{self.name}"
+        keys.write_text("".join(f"{source} {key}\n" for source, key in self.write_keys.items()))
+        keys.chmod(0o600)
+        super().start()
+        return self
 
 
 def client_kwargs() -> dict:
