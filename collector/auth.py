@@ -41,6 +41,9 @@ class WriteKeys:
             raise WriteKeyError(f"source name {source!r}: letters, digits, '_', '.', '-' (at most 64)")
         if source in RESERVED:
             raise WriteKeyError(f"source name {source!r} is reserved for its webhook adapter")
+        if "CHANGE-ME" in key.upper():
+            raise WriteKeyError(f"the write key of source {source!r} is a placeholder (CHANGE-ME): put a real key "
+                                f"in the Secret (python -c 'import secrets; print(secrets.token_urlsafe(24))')")
         if len(key) < MIN_KEY_CHARS:
             raise WriteKeyError(f"the write key of source {source!r} is shorter than {MIN_KEY_CHARS} characters")
         digest = hashlib.sha256(key.encode()).digest()

@@ -157,7 +157,7 @@ class CollectorProcess(Worker):
     write_keys: dict[str, str] = field(default_factory=dict)
 
     command = ("-m", "collector")
-    ready_line = "collector on http"
+    ready_line = ""  # /health/ready alone decides (the start-up line is at info, which may be off)
 
     @property
     def env(self) -> dict[str, str]:

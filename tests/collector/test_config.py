@@ -76,6 +76,7 @@ def test_write_keys_from_a_file_and_from_the_environment(tmp_path):
     ([f"hubspot {KEY}"], "reserved"),
     ([f"a {KEY}", f"b {KEY}"], "line 2: source 'b' has the same write key as 'a'"),
     ([f"bad/name {KEY}"], "source name"),
+    (["website CHANGE-ME-0123456789"], "placeholder"),
 ])
 def test_write_key_errors_never_show_a_key(lines, message):
     with pytest.raises(WriteKeyError) as exc:
