@@ -155,6 +155,7 @@ class CollectorProcess(Worker):
 
     name: str = "collector"
     write_keys: dict[str, str] = field(default_factory=dict)
+    ca: Path | None = None  # with LEADPULSE_COLLECTOR_TLS_*: the CA our own requests trust
 
     command = ("-m", "collector")
     ready_line = ""  # /health/ready alone decides (the start-up line is at info, which may be off)
@@ -166,6 +167,22 @@ class CollectorProcess(Worker):
                    LEADPULSE_COLLECTOR_WRITE_KEYS_FILE=str(self.workdir / f"write-keys-{self.name}"))
         env.update(self.extra_env)
         return env
+
+    @property
+    def url(self) -> str:
+        tls = "LEADPULSE_COLLECTOR_TLS_CERT" in self.extra_env
+        return f"{'https' if tls else 'http'}://127.0.0.1:{self.web_port}"
+
+    def get_json(self, path: str, timeout: float = 5.0) -> tuple[int, dict]:
+        import ssl
+
+        ctx = ssl.create_default_context(cafile=str(self.ca)) if self.ca else None
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=timeout, context=ctx) as resp:
+                return resp.status, json.loads(resp.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            body = exc.read()
+            return exc.code, json.loads(body) if body else {}
 
     def start(self) -> "CollectorProcess":
         self.workdir.mkdir(parents=True, exist_ok=True)

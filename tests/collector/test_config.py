@@ -120,3 +120,19 @@ def test_load_config_turns_every_problem_into_one_line(monkeypatch, tmp_path):
     monkeypatch.setenv("LEADPULSE_COLLECTOR_TLS_KEY", str(tmp_path / "no.key"))
     with pytest.raises(StartError, match="TLS certificate"):
         load_config()
+
+
+def test_leadpulse_collector_cli_checks_before_it_starts(monkeypatch, capsys):
+    from tools.cli import main
+
+    monkeypatch.setenv("LEADPULSE_COLLECTOR_WRITE_KEYS", "website:short")
+    assert main(["collector", "--check"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("leadpulse: error: ") and "shorter than 16" in err[0]
+    monkeypatch.setenv("LEADPULSE_COLLECTOR_WRITE_KEYS", f"website:{KEY}")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    assert main(["collector", "--check"]) == 2
+    assert "cannot reach Kafka at 127.0.0.1:1" in capsys.readouterr().err
+    assert main(["collector", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "Segment HTTP Tracking API" in out and "write_keys" in out and KEY not in out

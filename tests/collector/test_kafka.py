@@ -221,3 +221,28 @@ def test_signed_webhooks_land_on_their_topics(stack):
                     lambda r: sum(k.startswith(("hubspot:", "mautic:")) for k, _, _ in r) >= 2)
     assert {(k, a["account_id"]) for k, _, a in accounts if k.startswith(("hubspot:", "mautic:"))} == {
         ("hubspot:1246965", "hubspot-company:5790939450"), ("mautic:481", "mautic-company:17")}
+
+
+def test_the_collector_over_tls_with_segments_client(kafka_bootstrap, tmp_path, monkeypatch):
+    """LEADPULSE_COLLECTOR_TLS_CERT/_KEY: HTTPS, verified by Segment's client (requests, with the
+    CA of this test); a plain-HTTP request to the TLS port gets nothing."""
+    from streams.localkafka import make_tls_files
+
+    tls = make_tls_files(tmp_path / "tls")
+    suffix = "tls-" + uuid.uuid4().hex[:8]
+    collector = CollectorProcess(kafka_bootstrap, suffix, tmp_path, write_keys={"website": WRITE_KEY}, ca=tls.ca,
+                                 extra_env={"LEADPULSE_COLLECTOR_TLS_CERT": str(tls.keystore),
+                                            "LEADPULSE_COLLECTOR_TLS_KEY": str(tls.keystore)}).start()
+    try:
+        collector.wait_ready(60)
+        assert collector.url.startswith("https://")
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls.ca))  # how requests users trust a private CA
+        ok, msg = segment(collector).track(user_id="tls-lead", event="Demo Requested")
+        assert ok
+        events = read(kafka_bootstrap, topic_env(suffix)["LEADPULSE_EVENTS_TOPIC"], "BehaviourEvent",
+                      lambda r: len(r) >= 1)
+        assert [e["event_id"] for _, _, e in events] == [f"website:{msg['messageId']}"]
+        with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
+            urllib.request.urlopen(f"http://127.0.0.1:{collector.web_port}/health/live", timeout=5).read()
+    finally:
+        collector.stop()
