@@ -198,33 +198,34 @@ class Collector:
 
     # -- webhooks -------------------------------------------------------------------------------
     async def hubspot(self, request: web.Request) -> web.Response:
-        secret = self.settings.hubspot_secret
-        if secret is None:
-            raise web.HTTPNotFound(text="the HubSpot webhook is not enabled (LEADPULSE_HUBSPOT_CLIENT_SECRET)")
-        body = await self._body(request)
-        if isinstance(body, web.Response):
-            return body
-        public = (self.settings.public_url or f"{request.scheme}://{request.host}").rstrip("/")
-        try:
-            verify_hubspot(secret.reveal(), request.method, public + request.path_qs, body,
+        def verify(secret: str, body: bytes) -> None:
+            public = (self.settings.public_url or f"{request.scheme}://{request.host}").rstrip("/")
+            verify_hubspot(secret, request.method, public + request.path_qs, body,
                            request.headers.get("X-HubSpot-Request-Timestamp"),
                            request.headers.get("X-HubSpot-Signature-v3"), int(self.clock() * 1000))
-        except SignatureError as exc:
-            return self._bad_signature(HUBSPOT, exc)
-        return await self._webhook(HUBSPOT, request.path, body, map_hubspot)
+
+        return await self._signed(request, HUBSPOT, self.settings.hubspot_secret, "LEADPULSE_HUBSPOT_CLIENT_SECRET",
+                                  verify, map_hubspot)
 
     async def mautic(self, request: web.Request) -> web.Response:
-        secret = self.settings.mautic_secret
+        def verify(secret: str, body: bytes) -> None:
+            verify_mautic(secret, body, request.headers.get("Webhook-Signature"))
+
+        return await self._signed(request, MAUTIC, self.settings.mautic_secret, "LEADPULSE_MAUTIC_WEBHOOK_SECRET",
+                                  verify, map_mautic)
+
+    async def _signed(self, request: web.Request, platform: str, secret, variable: str, verify, mapper):
+        """A platform's webhook: enabled by its secret, signature checked before anything is parsed."""
         if secret is None:
-            raise web.HTTPNotFound(text="the Mautic webhook is not enabled (LEADPULSE_MAUTIC_WEBHOOK_SECRET)")
+            raise web.HTTPNotFound(text=f"the {platform} webhook is not enabled ({variable})")
         body = await self._body(request)
         if isinstance(body, web.Response):
             return body
         try:
-            verify_mautic(secret.reveal(), body, request.headers.get("Webhook-Signature"))
+            verify(secret.reveal(), body)
         except SignatureError as exc:
-            return self._bad_signature(MAUTIC, exc)
-        return await self._webhook(MAUTIC, request.path, body, map_mautic)
+            return self._bad_signature(platform, exc)
+        return await self._webhook(platform, request.path, body, mapper)
 
     def _bad_signature(self, platform: str, exc: SignatureError) -> web.Response:
         self.metrics.reject("Unauthorized")

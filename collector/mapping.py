@@ -28,8 +28,8 @@ from typing import Any
 from collector.config import MappingConfig
 from collector.records import (
     ACCOUNTS, EVENTS, IDENTITIES, MERGES, PROFILES, InvalidMessage, Mapped, MappingError, Output, UnmappedEvent,
-    contact_of, content_id, dig, domain_of, identifier, json_type, parse_time, property_value, string_properties,
-    text,
+    contact_of, content_id, dig, domain_of, identifier, json_type, parse_time, property_value, required_id,
+    string_properties, text,
 )
 
 TYPES = ("track", "page", "screen", "identify", "group", "alias")
@@ -249,9 +249,7 @@ def map_message(msg: Any, ctx: Received, cfg: MappingConfig, endpoint_type: str 
         note = "" if outputs else "no profile trait and no anonymousId to link"
         return Mapped(mid, tuple(outputs), ignored=not outputs, note=note)
     # group
-    group_id = identifier(msg.get("groupId"), "groupId")
-    if group_id is None:
-        raise InvalidMessage("groupId", "a group call needs a groupId")
+    group_id = required_id(msg.get("groupId"), "groupId", "a group call needs a groupId")
     traits = msg.get("traits")
     if traits is not None and not isinstance(traits, dict):
         raise InvalidMessage("traits", f"expected an object, got {json_type(traits)}")
@@ -294,12 +292,8 @@ def _page(msg, mtype, mid, base, contact_id, anonymous_id, at, ctx, cfg) -> Mapp
 
 
 def _alias(msg, mid, base, at, ctx, cfg) -> Mapped:
-    user_id = identifier(msg.get("userId"), "userId")
-    previous = identifier(msg.get("previousId"), "previousId")
-    if user_id is None:
-        raise InvalidMessage("userId", "an alias call needs a userId")
-    if previous is None:
-        raise InvalidMessage("previousId", "an alias call needs a previousId")
+    user_id = required_id(msg.get("userId"), "userId", "an alias call needs a userId")
+    previous = required_id(msg.get("previousId"), "previousId", "an alias call needs a previousId")
     contact_id = contact_of(user_id, None)
     if previous == user_id:
         return Mapped(mid, (), ignored=True, note="previousId is the userId")

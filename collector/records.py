@@ -115,6 +115,20 @@ def identifier(value: Any, field: str) -> str | None:
     return value if value.strip() else None
 
 
+def required_id(value: Any, field: str, what: str = "missing") -> str:
+    """`identifier`, but absent is an error."""
+    ident = identifier(value, field)
+    if ident is None:
+        raise InvalidMessage(field, what)
+    return ident
+
+
+def flag(value: Any, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidMessage(field, "expected true or false")
+    return value
+
+
 def json_type(value: Any) -> str:
     return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
             type(None): "null"}.get(type(value), "a number")

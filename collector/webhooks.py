@@ -24,8 +24,8 @@ from collector.mapping import (
     InvalidRequest, Result, behaviour, coerce_account, coerce_profile, membership, merge, profile,
 )
 from collector.records import (
-    ERASURES, InvalidMessage, Mapped, MappingError, Output, canonical_json, content_id, dig, epoch_ms, identifier,
-    json_type, parse_time, property_value, text,
+    ERASURES, InvalidMessage, Mapped, MappingError, Output, canonical_json, content_id, dig, epoch_ms, flag,
+    identifier, json_type, parse_time, property_value, required_id, text,
 )
 
 HUBSPOT_MAX_AGE_MS = 5 * 60 * 1000
@@ -143,10 +143,7 @@ def _hubspot_event(ev: Any, mid: str, cfg: MappingConfig) -> Mapped:
     base = f"{HUBSPOT}:{mid}"
 
     def contact(field: str = "objectId") -> str:
-        oid = identifier(ev.get(field), field)
-        if oid is None:
-            raise InvalidMessage(field, "missing")
-        return hs.contact_id_prefix + oid
+        return hs.contact_id_prefix + required_id(ev.get(field), field)
 
     if kind == "contact.propertyChange":
         name = text(ev.get("propertyName"), "propertyName", 256)
@@ -176,14 +173,9 @@ def _hubspot_event(ev: Any, mid: str, cfg: MappingConfig) -> Mapped:
     if kind == "contact.associationChange":
         if ev.get("associationType") != "CONTACT_TO_COMPANY":
             return Mapped(mid, (), ignored=True, note=f"association {str(ev.get('associationType'))[:40]!r}")
-        cid = contact("fromObjectId")
-        company = identifier(ev.get("toObjectId"), "toObjectId")
-        if company is None:
-            raise InvalidMessage("toObjectId", "missing")
-        removed = ev.get("associationRemoved", False)
-        if not isinstance(removed, bool):
-            raise InvalidMessage("associationRemoved", "expected true or false")
-        return Mapped(mid, (membership(f"{base}:membership", cid, hs.company_id_prefix + company, {}, at, HUBSPOT,
+        company = hs.company_id_prefix + required_id(ev.get("toObjectId"), "toObjectId")
+        removed = flag(ev.get("associationRemoved", False), "associationRemoved")
+        return Mapped(mid, (membership(f"{base}:membership", contact("fromObjectId"), company, {}, at, HUBSPOT,
                                        active=not removed),))
     return Mapped(mid, (), ignored=True, note=f"{kind[:60]} is not mapped")
 
@@ -216,9 +208,7 @@ def _mautic_found(entity: Any, aliases: dict[str, str], names: tuple[str, ...], 
 
 
 def _mautic_contact(entity: Any, field: str, cfg: MappingConfig) -> str:
-    cid = identifier(entity.get("id") if isinstance(entity, dict) else None, f"{field}.id")
-    if cid is None:
-        raise InvalidMessage(f"{field}.id", "missing contact id")
+    cid = required_id(entity.get("id") if isinstance(entity, dict) else None, f"{field}.id", "missing contact id")
     return cfg.mautic.contact_id_prefix + cid
 
 
@@ -332,20 +322,13 @@ def _mautic_event(etype: str, p: Any, mid: str, cfg: MappingConfig) -> Mapped:
         company = p.get("company")
         if not isinstance(company, dict):
             raise InvalidMessage("company", "missing")
-        company_id = identifier(company.get("id"), "company.id")
-        if company_id is None:
-            raise InvalidMessage("company.id", "missing")
-        added = p.get("added", True)
-        if not isinstance(added, bool):
-            raise InvalidMessage("added", "expected true or false")
+        company_id = required_id(company.get("id"), "company.id")
+        added = flag(p.get("added", True), "added")
         account = coerce_account(_mautic_found(company, mt.company_fields, ACCOUNT_FIELDS, "company"), cfg)
         return Mapped(mid, (membership(f"{base}:membership", cid, mt.company_id_prefix + company_id, account,
                                        _mautic_time(p, "timestamp"), MAUTIC, active=added),))
     if etype == "mautic.lead_post_delete" and mt.erase_on_delete:
-        cid = identifier(p.get("id"), "id")
-        if cid is None:
-            raise InvalidMessage("id", "missing contact id")
-        contact_id = mt.contact_id_prefix + cid
+        contact_id = mt.contact_id_prefix + required_id(p.get("id"), "id", "missing contact id")
         return Mapped(mid, (Output(ERASURES, contact_id, {"request_id": base, "contact_id": contact_id,
                                                           "requested_at": _mautic_time(p, "timestamp")}),))
     return Mapped(mid, (), ignored=True, note=f"{str(etype)[:60]} is not mapped")

@@ -39,15 +39,17 @@ broker answers, so a mistake is one clear line instead of a worker crash.
 """
 
 
-def _worker_epilog() -> str:
-    from streams.settings import Settings, SettingsError
+def _settings_epilog(kind: str = "worker") -> str:
+    """The settings in effect, for a command's --help (secrets show as ***)."""
+    from streams.settings import CollectorSettings, Settings, SettingsError
 
     try:
-        described = Settings.from_env().describe()
+        described = (CollectorSettings if kind == "collector" else Settings).from_env().describe()
     except SettingsError as exc:
         return f"settings: cannot be read: {exc}"
     width = max(len(k) for k in described)
-    lines = ["settings now in effect (from the environment):"]
+    title = "collector settings" if kind == "collector" else "settings"
+    lines = [f"{title} now in effect (from the environment):"]
     lines += [f"  {k:<{width}}  {v}" for k, v in described.items()]
     return "\n".join(lines)
 
@@ -90,21 +92,9 @@ the write keys, the TLS files and that the broker answers.  --check stops there.
 """
 
 
-def _collector_epilog() -> str:
-    from streams.settings import CollectorSettings, SettingsError
-
-    try:
-        described = CollectorSettings.from_env().describe()
-    except SettingsError as exc:
-        return f"settings: cannot be read: {exc}"
-    width = max(len(k) for k in described)
-    return "\n".join(["collector settings now in effect (from the environment):",
-                      *(f"  {k:<{width}}  {v}" for k, v in described.items())])
-
-
 def add_collector(sub, common) -> None:
     p = sub.add_parser("collector", parents=[common], help="run the HTTP collector (Segment API, HubSpot and "
-                       "Mautic webhooks)", description=COLLECTOR_HELP, epilog=_collector_epilog(),
+                       "Mautic webhooks)", description=COLLECTOR_HELP, epilog=_settings_epilog("collector"),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--check", action="store_true", help="check everything, print what would run, and exit")
     p.set_defaults(func=run_collector)
@@ -206,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", default=False, help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     w = sub.add_parser("worker", help="run a scoring worker (settings from the environment)",
-                       description=WORKER_HELP, epilog=_worker_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description=WORKER_HELP, epilog=_settings_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
                        usage=f"{PROG} worker [-h] [FAUST WORKER ARGS ...]")
     w.set_defaults(func=None)
     add_collector(sub, common)

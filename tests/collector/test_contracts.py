@@ -4,6 +4,9 @@ the others; and the catalogue ids they are written with."""
 
 from __future__ import annotations
 
+import io
+
+import fastavro
 import pytest
 
 from streams.codec import AvroCodec, Catalogue
@@ -43,13 +46,10 @@ def test_the_reference_reads_what_we_write_and_we_read_what_it_writes(name, sche
 def test_membership_defaults_resolve_from_a_minimal_writer():
     """A producer that knows only the required fields (an older or leaner writer) is still read:
     every optional account field defaults to null and `active` to true."""
-    import fastavro
-
     minimal = {"type": "record", "name": "AccountMembership", "namespace": "io.leadpulse", "fields": [
         {"name": f, "type": "string"} for f in ("membership_id", "contact_id", "account_id", "source")] + [
         {"name": "updated_at", "type": "long"}]}
     writer = fastavro.parse_schema(minimal)
-    import io
     buf = io.BytesIO()
     fastavro.schemaless_writer(buf, writer, {"membership_id": "m", "contact_id": "c", "account_id": "a",
                                              "source": "s", "updated_at": 5})
