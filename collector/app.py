@@ -282,10 +282,13 @@ class Collector:
                 if not records_i:  # ignored: nothing to store, nothing to deduplicate
                     entries[i] = entry
                     continue
-                claim = self.recent.claim(source, result.message_id)
+                # A rejected message is remembered apart: its retry is not dead-lettered twice, but a
+                # corrected message with the same messageId is not taken for a duplicate of it.
+                key = result.message_id if entry["status"] == "accepted" else result.message_id + "#rejected"
+                claim = self.recent.claim(source, key)
                 if claim is True:
                     mine.append((i, entry))
-                    owned.append(result.message_id)
+                    owned.append(key)
                     records.extend(records_i)
                 elif claim is False:
                     entries[i] = {"messageId": result.message_id, "status": "duplicate"}

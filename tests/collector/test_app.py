@@ -117,6 +117,9 @@ async def test_a_retried_request_is_answered_duplicate_and_not_published_again(c
     body = await resp.json()
     assert resp.status == 200 and body["duplicates"] == 2 and body["accepted"] == 0
     assert len(sink.records) == published  # neither the event nor its dead letter twice
+    # A corrected message with the id of a rejected one is not a duplicate of it.
+    fixed = {"batch": [{"type": "track", "userId": "u-1", "messageId": "m-bad", "event": "Demo Requested"}]}
+    assert (await (await c.post("/v1/batch", json=fixed, headers=basic(WRITE_KEY))).json())["accepted"] == 1
     # The same messageId from another source is another message.
     assert (await (await c.post("/v1/track", json=TRACK, headers=basic(OTHER_KEY))).json())["accepted"] == 1
 
