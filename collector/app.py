@@ -145,7 +145,7 @@ class Collector:
     async def _invalid_request(self, source: str, path: str, body: bytes, exc: MappingError) -> web.Response:
         """400: the request is unusable. Its body goes to the dead-letter topic if the broker takes
         it (the client must fix the request; a retry would not help, so 400 either way)."""
-        self.metrics.reject("InvalidRequest")
+        self.metrics.reject(exc.error_class)
         letter = dead_letter(f"http:{path}", source, body, type(exc).__name__, exc.field, exc.reason,
                              int(self.clock() * 1000))
         if self.sink.ready:
@@ -191,9 +191,9 @@ class Collector:
                                   self.settings.max_message_bytes)
         except InvalidRequest as exc:
             return await self._invalid_request(source, request.path, body, exc)
-        if call is not None and isinstance(results[0].outcome, MappingError):
-            exc = results[0].outcome
-            return await self._invalid_request(source, request.path, body, exc)
+        if call is not None and isinstance(results[0].outcome, MappingError):  # the one message is the request
+            self.metrics.outcome(source, "rejected")
+            return await self._invalid_request(source, request.path, body, results[0].outcome)
         return await self._store(source, request.path, results)
 
     # -- webhooks -------------------------------------------------------------------------------
@@ -270,12 +270,9 @@ class Collector:
             return error(429, "rate_limited", f"over the rate limit of source {source!r}; retry in {wait} s",
                          headers={"Retry-After": str(wait)})
         now = int(self.clock() * 1000)
-        entries: list[dict] = []
+        entries: list[dict] = [{} for _ in results]
         pending: list[tuple[int, Result]] = list(enumerate(results))
-        counts = dict.fromkeys(("accepted", "duplicate", "ignored", "rejected"), 0)
-        for _ in results:
-            entries.append({})
-        while pending:
+        while pending:  # a second round only for messages a concurrent request failed to store
             mine, theirs, records, owned = [], [], [], []
             for i, result in pending:
                 records_i, entry = self._encode(result, source, path, now)
@@ -312,6 +309,7 @@ class Collector:
                     entries[i] = {"messageId": result.message_id, "status": "duplicate"}
                 else:
                     pending.append((i, result))
+        counts = dict.fromkeys(("accepted", "duplicate", "ignored", "rejected"), 0)
         for entry in entries:
             counts[entry["status"]] += 1
             if entry["status"] == "rejected":

@@ -30,7 +30,9 @@ class Sink(Protocol):
     ready: bool
     reason: str
 
-    async def publish(self, records: Sequence[tuple[Output, bytes]]) -> None: ...
+    async def publish(self, records: Sequence[tuple[Output, bytes]]) -> float:
+        """Returns once every record is acknowledged (the seconds it took); raises Unavailable."""
+        ...
 
 
 def topics_of(s: Settings) -> dict[str, str]:

@@ -85,6 +85,10 @@ async def test_an_unusable_request_is_400_and_dead_lettered(client, sink):
     assert (no_event["source_topic"], no_event["source_partition"], no_event["original_key"]) == (
         "http:/v1/track", -1, b"website")
     assert sink.decoded("events") == []
+    text = await (await c.get("/metrics")).text()
+    assert 'leadpulse_collector_rejected_total{reason="InvalidRequest"} 1.0' in text
+    assert 'leadpulse_collector_rejected_total{reason="InvalidMessage"} 1.0' in text
+    assert 'leadpulse_collector_messages_total{outcome="rejected",source="website"} 1.0' in text
 
 
 async def test_a_batch_answers_message_by_message_and_dead_letters_the_bad_ones(client, sink):

@@ -171,3 +171,88 @@ def test_mautic_signature():
                                     ("mautic-secret", body, None)):
         with pytest.raises(SignatureError):
             verify_mautic(secret, data, signature)
+
+
+# -- any JSON -------------------------------------------------------------------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from tests.collector.test_mapping import json_values  # noqa: E402
+
+hubspotish = st.fixed_dictionaries({}, optional={
+    "subscriptionType": st.sampled_from(["contact.propertyChange", "contact.merge", "contact.privacyDeletion",
+                                         "contact.associationChange", "object.propertyChange"]) | json_values,
+    "portalId": st.integers(0, 99) | json_values, "eventId": st.integers(0, 99) | json_values,
+    "occurredAt": st.integers(-5, 2**63) | json_values, "objectId": st.integers() | json_values,
+    "objectTypeId": st.sampled_from(["0-1", "0-2"]) | json_values,
+    "propertyName": st.sampled_from(["hs_email_optout", "recent_conversion_event_name"]) | json_values,
+    "propertyValue": json_values, "primaryObjectId": json_values,
+    "mergedObjectIds": st.lists(st.integers(0, 5) | json_values, max_size=3) | json_values,
+    "associationType": st.sampled_from(["CONTACT_TO_COMPANY"]) | json_values, "fromObjectId": json_values,
+    "toObjectId": json_values, "associationRemoved": json_values,
+})
+mautic_types = st.sampled_from(["mautic.lead_post_save_new", "mautic.form_on_submit", "mautic.page_on_hit",
+                                "mautic.email_on_open", "mautic.lead_channel_subscription_changed",
+                                "mautic.lead_company_change", "mautic.lead_post_delete"])
+
+
+def only_typed(results) -> None:
+    for r in results:
+        assert isinstance(r.outcome, (Mapped, MappingError)) and isinstance(r.message_id, str)
+    outputs(results)  # and every record encodes and decodes
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(hubspotish | json_values, min_size=1, max_size=4))
+def test_any_hubspot_body_maps_or_names_the_field(body):
+    only_typed(map_hubspot(body, CFG))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(mautic_types | st.text(max_size=10), st.lists(json_values, max_size=3) | json_values,
+                       min_size=1, max_size=3))
+def test_any_mautic_body_maps_or_names_the_field(body):
+    try:
+        only_typed(map_mautic(body, CFG))
+    except InvalidRequest:
+        pass
+
+
+def _paths(obj, prefix=()):
+    yield prefix
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _paths(v, prefix + (i,))
+
+
+def _replace(obj, path, value):
+    if not path:
+        return value
+    head, rest = path[0], path[1:]
+    copy = dict(obj) if isinstance(obj, dict) else list(obj)
+    copy[head] = _replace(obj[head], rest, value)
+    return copy
+
+
+RECORDED = [("hubspot/contact_events.json", map_hubspot)] + [
+    (f"mautic/{name}", map_mautic) for name in ("form_on_submit.json", "page_on_hit.json", "email_on_open.json",
+                                               "lead_post_save_update.json", "lead_company_change.json",
+                                               "channel_subscription_changed.json")]
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.sampled_from(RECORDED), st.data())
+def test_recorded_payloads_with_one_value_changed_map_or_name_the_field(recorded, data):
+    """Mutations of the real payloads reach deep into them, where random JSON never gets."""
+    name, mapper = recorded
+    body = load(name)
+    paths = list(_paths(body))[1:]
+    path = data.draw(st.sampled_from(paths))
+    mutated = _replace(body, path, data.draw(json_values))
+    try:
+        only_typed(mapper(mutated, CFG))
+    except InvalidRequest:
+        pass
