@@ -85,12 +85,27 @@ class Worker:
             LEADPULSE_FAST_REBALANCE="1",
             PYTHONUNBUFFERED="1",
         )
+        if self.api_token:  # creates the tokens file
+            env["LEADPULSE_API_TOKENS_FILE"] = str(self.workdir / "api-tokens")
         env.update(self.extra_env)
         return env
 
     @property
     def log_path(self) -> Path:
         return self.workdir / f"worker-{self.name}.log"
+
+    @property
+    def api_token(self) -> str:
+        """An admin token of the lookup API (streams.webauth), shared by the workers of one work
+        directory (a lookup routed to the contact's owner carries the caller's token along)."""
+        import secrets
+
+        path = self.workdir / "api-tokens"
+        if not path.exists():
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"tests admin {secrets.token_urlsafe(32)}\n")
+            path.chmod(0o600)
+        return path.read_text().split()[2]
 
     @property
     def url(self) -> str:
@@ -128,8 +143,9 @@ class Worker:
         raise AssertionError(f"worker {self.name} not ready in {timeout}s:\n{self.log_text()[-4000:]}")
 
     def get_json(self, path: str, timeout: float = 5.0) -> tuple[int, dict]:
+        request = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {self.api_token}"})
         try:
-            with urllib.request.urlopen(self.url + path, timeout=timeout) as resp:
+            with urllib.request.urlopen(request, timeout=timeout) as resp:
                 return resp.status, json.loads(resp.read() or b"{}")
         except urllib.error.HTTPError as exc:
             body = exc.read()

@@ -197,3 +197,17 @@ async def test_server_ssl_context_serves_https(tmp_path):
                 await s.get(f"https://127.0.0.1:{port}/")  # the system trust store does not know this CA
     finally:
         await runner.cleanup()
+
+
+def test_a_bad_tokens_file_stops_a_worker_before_it_starts(tmp_path):
+    from streams.preflight import PreflightError, check_api_tokens
+
+    bad = tmp_path / "tokens"
+    bad.write_text(f"crm reader {READ}\n")
+    with pytest.raises(PreflightError) as exc:
+        check_api_tokens(SimpleNamespace(api_tokens_file=str(bad)))
+    assert "line 1" in str(exc.value) and "LEADPULSE_API_TOKENS_FILE" in str(exc.value)
+    assert READ not in str(exc.value)
+    bad.write_text(f"crm read {READ}\n")
+    check_api_tokens(SimpleNamespace(api_tokens_file=str(bad)))
+    check_api_tokens(SimpleNamespace(api_tokens_file=None))
