@@ -12,6 +12,7 @@ COPY streams streams
 COPY agents agents
 COPY scoring scoring
 COPY tools tools
+COPY collector collector
 RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[tools]'
 
 # -- runtime -----------------------------------------------------------------------------------------
@@ -30,6 +31,7 @@ COPY streams /app/streams
 COPY agents /app/agents
 COPY scoring /app/scoring
 COPY tools /app/tools
+COPY collector /app/collector
 RUN mkdir -p /data && chown 10001:10001 /data
 USER 10001:10001
 ENV PYTHONPATH=/app \

@@ -133,8 +133,21 @@ def check_registry(s: Settings) -> None:
         raise PreflightError(exc.reason) from None
 
 
+def check_api_tokens(s: Settings) -> None:
+    """The lookup API's tokens file (streams.webauth), if one is set: readable and well-formed.
+    The message names the file and the line, never a token."""
+    if s.api_tokens_file:
+        from streams.webauth import TokenFileError, TokenStore
+
+        try:
+            TokenStore.from_file(s.api_tokens_file)
+        except TokenFileError as exc:
+            raise PreflightError(f"{exc} (LEADPULSE_API_TOKENS_FILE)") from None
+
+
 def check_worker(s: Settings) -> None:
     """Everything a worker needs before it starts; raises PreflightError."""
+    check_api_tokens(s)
     check_data_dir(s)
     asyncio.run(check_kafka(s))
     check_registry(s)

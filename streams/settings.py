@@ -69,12 +69,12 @@ class Secret:
         return hash(Secret)
 
 
-def _sasl_password() -> Secret | None:
-    """From KAFKA_SASL_PASSWORD or, better for orchestrators, KAFKA_SASL_PASSWORD_FILE (a mounted
-    Secret; trailing newlines stripped). Both set is an error rather than a silent precedence rule."""
-    direct, path = os.environ.get("KAFKA_SASL_PASSWORD", ""), os.environ.get("KAFKA_SASL_PASSWORD_FILE", "")
+def _secret(name: str) -> Secret | None:
+    """From the variable `name` or, better for orchestrators, `<name>_FILE` (a mounted Secret;
+    trailing newlines stripped). Both set is an error rather than a silent precedence rule."""
+    direct, path = os.environ.get(name, ""), os.environ.get(f"{name}_FILE", "")
     if direct and path:
-        raise SettingsError("KAFKA_SASL_PASSWORD and KAFKA_SASL_PASSWORD_FILE are both set: set only one")
+        raise SettingsError(f"{name} and {name}_FILE are both set: set only one")
     if not path:
         return Secret(direct) if direct else None
     try:
@@ -82,10 +82,14 @@ def _sasl_password() -> Secret | None:
             value = fh.read().rstrip("\r\n")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
-        raise SettingsError(f"KAFKA_SASL_PASSWORD_FILE={path!r}: cannot read it ({reason})") from None
+        raise SettingsError(f"{name}_FILE={path!r}: cannot read it ({reason})") from None
     if not value:
-        raise SettingsError(f"KAFKA_SASL_PASSWORD_FILE={path!r}: the file is empty")
+        raise SettingsError(f"{name}_FILE={path!r}: the file is empty")
     return Secret(value)
+
+
+def _sasl_password() -> Secret | None:
+    return _secret("KAFKA_SASL_PASSWORD")
 
 
 def _ssl_context(cafile: str | None) -> ssl.SSLContext:
@@ -206,6 +210,16 @@ class Settings:
     schema_registry_subject_strategy: str = "topic"
     schema_registry_user_info: Secret | None = None
     schema_registry_retry_s: float = 10.0
+    # -- accounts and identity (issues 13 and 15) -------------------------------------------------
+    # Inputs the HTTP collector writes (keyed by contact id, co-partitioned with the others) and
+    # the worker's lookup API authentication (streams.webauth).
+    identity_topic: str = "lead-identities"
+    accounts_input_topic: str = "lead-account-memberships"
+    merges_topic: str = "lead-contact-merges"
+    api_tokens_file: str | None = None
+    api_auth: str = "required"
+    api_token: Secret | None = None  # the CLI's own token (`leadpulse explain`)
+    # -- end of accounts and identity -------------------------------------------------------------
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -253,6 +267,13 @@ class Settings:
             data_dir_min_free_mb=_int("LEADPULSE_DATA_DIR_MIN_FREE_MB", 64),
             **_kafka_security(),
             **_schema_registry(),
+            # -- accounts and identity (issues 13 and 15) --
+            identity_topic=_env("LEADPULSE_IDENTITY_TOPIC", "lead-identities"),
+            accounts_input_topic=_env("LEADPULSE_ACCOUNTS_INPUT_TOPIC", "lead-account-memberships"),
+            merges_topic=_env("LEADPULSE_MERGES_TOPIC", "lead-contact-merges"),
+            api_tokens_file=os.environ.get("LEADPULSE_API_TOKENS_FILE") or None,
+            api_auth=_choice("LEADPULSE_API_AUTH", "required", ("required", "disabled")),
+            api_token=_secret("LEADPULSE_API_TOKEN"),
         )
 
     def describe(self) -> dict[str, str]:
@@ -289,3 +310,76 @@ class Settings:
         if self.sasl_username:
             return f"user {self.sasl_username!r} ({self.sasl_mechanism})"
         return f"no credentials ({self.security_protocol})"
+
+
+# == the HTTP collector (issue 15) ================================================================
+# Settings of `leadpulse collector` only: a worker never reads them, so a collector setting can
+# never stop a worker. Kafka, topics and security come from `Settings` above.
+
+@dataclass(frozen=True)
+class CollectorSettings:
+    bind: str = "127.0.0.1"
+    port: int = 8088
+    # Segment write keys: `<source name> <key>` lines in a file (preferred), or `name:key,...`.
+    write_keys: Secret | None = None
+    write_keys_file: str | None = None
+    mapping_path: str | None = None  # None: collector/default_mapping.toml
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    max_body_bytes: int = 512_000  # Segment: 500 KB per batch
+    max_message_bytes: int = 32_768  # Segment: 32 KB per message
+    rate_per_s: float = 1000.0  # messages per second per write key (token bucket)
+    burst: int = 5000
+    dedup_size: int = 100_000  # recent messageIds remembered per write key
+    ack_timeout_s: float = 10.0  # broker acknowledgement of a whole request, else 503
+    public_url: str | None = None  # how HubSpot reaches us (its v3 signature covers the URL)
+    hubspot_secret: Secret | None = None
+    mautic_secret: Secret | None = None
+
+    @classmethod
+    def from_env(cls) -> "CollectorSettings":
+        keys, keys_file = os.environ.get("LEADPULSE_COLLECTOR_WRITE_KEYS", ""), \
+            os.environ.get("LEADPULSE_COLLECTOR_WRITE_KEYS_FILE", "")
+        if keys and keys_file:
+            raise SettingsError("LEADPULSE_COLLECTOR_WRITE_KEYS and LEADPULSE_COLLECTOR_WRITE_KEYS_FILE are both "
+                                "set: set only one")
+        cert, key = os.environ.get("LEADPULSE_COLLECTOR_TLS_CERT") or None, \
+            os.environ.get("LEADPULSE_COLLECTOR_TLS_KEY") or None
+        if bool(cert) != bool(key):
+            raise SettingsError("LEADPULSE_COLLECTOR_TLS_CERT and LEADPULSE_COLLECTOR_TLS_KEY go together: set both "
+                                "(TLS) or neither (plain HTTP)")
+        s = cls(
+            bind=_env("LEADPULSE_COLLECTOR_BIND", "127.0.0.1"),
+            port=_int("LEADPULSE_COLLECTOR_PORT", 8088),
+            write_keys=Secret(keys) if keys else None,
+            write_keys_file=keys_file or None,
+            mapping_path=os.environ.get("LEADPULSE_COLLECTOR_MAPPING") or None,
+            tls_cert=cert,
+            tls_key=key,
+            max_body_bytes=_int("LEADPULSE_COLLECTOR_MAX_BODY_BYTES", 512_000),
+            max_message_bytes=_int("LEADPULSE_COLLECTOR_MAX_MESSAGE_BYTES", 32_768),
+            rate_per_s=_float("LEADPULSE_COLLECTOR_RATE", 1000.0),
+            burst=_int("LEADPULSE_COLLECTOR_BURST", 5000),
+            dedup_size=_int("LEADPULSE_COLLECTOR_DEDUP_SIZE", 100_000),
+            ack_timeout_s=_float("LEADPULSE_COLLECTOR_ACK_TIMEOUT_S", 10.0),
+            public_url=os.environ.get("LEADPULSE_COLLECTOR_PUBLIC_URL") or None,
+            hubspot_secret=_secret("LEADPULSE_HUBSPOT_CLIENT_SECRET"),
+            mautic_secret=_secret("LEADPULSE_MAUTIC_WEBHOOK_SECRET"),
+        )
+        for name, value, low in (("LEADPULSE_COLLECTOR_PORT", s.port, 0),
+                                 ("LEADPULSE_COLLECTOR_MAX_MESSAGE_BYTES", s.max_message_bytes, 1),
+                                 ("LEADPULSE_COLLECTOR_MAX_BODY_BYTES", s.max_body_bytes, s.max_message_bytes),
+                                 ("LEADPULSE_COLLECTOR_BURST", s.burst, 1),
+                                 ("LEADPULSE_COLLECTOR_DEDUP_SIZE", s.dedup_size, 0)):
+            if value < low:
+                raise SettingsError(f"{name}={value}: must be at least {low}")
+        if s.port > 65535:
+            raise SettingsError(f"LEADPULSE_COLLECTOR_PORT={s.port}: not a TCP port")
+        if s.rate_per_s <= 0 or s.ack_timeout_s <= 0:
+            raise SettingsError("LEADPULSE_COLLECTOR_RATE and LEADPULSE_COLLECTOR_ACK_TIMEOUT_S must be > 0")
+        return s
+
+    def describe(self) -> dict[str, str]:
+        """For `leadpulse collector --help` and the start-up log: secrets show as `***`."""
+        return {f.name: str(getattr(self, f.name)) for f in fields(self)}
+# == end of the HTTP collector ====================================================================

@@ -6,7 +6,7 @@ import json
 import uuid
 
 from streams.codec import AvroCodec
-from tools.runtime import Worker, consume, free_port, produce, topic_env, wait_group_stable  # noqa: F401
+from tools.runtime import CollectorProcess, Worker, consume, free_port, produce, topic_env, wait_group_stable  # noqa: F401
 
 codec = AvroCodec()
 

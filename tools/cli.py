@@ -1,6 +1,7 @@
 """`leadpulse`: one command line for marketing ops and developers.
 
     leadpulse worker [FAUST WORKER ARGS]       run a scoring worker (settings from the environment)
+    leadpulse collector [--check]              the HTTP collector (Segment API, HubSpot, Mautic)
     leadpulse kafka start|stop|status|wipe     the local development broker
     leadpulse simulate ...                     a realistic synthetic funnel, to Kafka or an Avro file
     leadpulse backtest --rules A [--compare B] replay history through the scoring core, offline
@@ -38,15 +39,17 @@ broker answers, so a mistake is one clear line instead of a worker crash.
 """
 
 
-def _worker_epilog() -> str:
-    from streams.settings import Settings, SettingsError
+def _settings_epilog(kind: str = "worker") -> str:
+    """The settings in effect, for a command's --help (secrets show as ***)."""
+    from streams.settings import CollectorSettings, Settings, SettingsError
 
     try:
-        described = Settings.from_env().describe()
+        described = (CollectorSettings if kind == "collector" else Settings).from_env().describe()
     except SettingsError as exc:
         return f"settings: cannot be read: {exc}"
     width = max(len(k) for k in described)
-    lines = ["settings now in effect (from the environment):"]
+    title = "collector settings" if kind == "collector" else "settings"
+    lines = [f"{title} now in effect (from the environment):"]
     lines += [f"  {k:<{width}}  {v}" for k, v in described.items()]
     return "\n".join(lines)
 
@@ -73,6 +76,48 @@ def run_worker(args, faust_args: list[str]) -> int:
         execv(sys.executable, argv)
     except OSError as exc:
         raise CliError(f"cannot start the worker ({sys.executable}): {exc.strerror or exc}") from None
+    return 0  # only reached when execv is replaced (tests)
+
+
+# ============================================================================ collector
+
+COLLECTOR_HELP = """Start the HTTP collector: the Segment HTTP Tracking API (/v1/track, /v1/page,
+/v1/identify, /v1/group, /v1/alias, /v1/batch; the write key by HTTP Basic), HubSpot and Mautic
+webhooks, /health and /metrics, publishing to leadpulse's topics and answering only once the
+broker has acknowledged.  Settings come from the environment (README, Collector); the same as
+`python -m collector`.  The process is replaced by the collector (exec), so signals reach it.
+
+Before starting, leadpulse checks the settings, the mapping file ($LEADPULSE_COLLECTOR_MAPPING),
+the write keys, the TLS files and that the broker answers.  --check stops there.
+"""
+
+
+def add_collector(sub, common) -> None:
+    p = sub.add_parser("collector", parents=[common], help="run the HTTP collector (Segment API, HubSpot and "
+                       "Mautic webhooks)", description=COLLECTOR_HELP, epilog=_settings_epilog("collector"),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--check", action="store_true", help="check everything, print what would run, and exit")
+    p.set_defaults(func=run_collector)
+
+
+def run_collector(args) -> int:
+    from collector.main import StartError, load_config
+    from tools.common import check_kafka
+
+    try:
+        config = load_config()
+    except StartError as exc:
+        raise CliError(str(exc)) from None
+    check_kafka(config.settings.bootstrap_servers)
+    if args.check:
+        print(config.summary())
+        return 0
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execv(sys.executable, [sys.executable, "-m", "collector"])
+    except OSError as exc:
+        raise CliError(f"cannot start the collector ({sys.executable}): {exc.strerror or exc}") from None
     return 0  # only reached when execv is replaced (tests)
 
 
@@ -151,9 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", default=False, help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     w = sub.add_parser("worker", help="run a scoring worker (settings from the environment)",
-                       description=WORKER_HELP, epilog=_worker_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description=WORKER_HELP, epilog=_settings_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
                        usage=f"{PROG} worker [-h] [FAUST WORKER ARGS ...]")
     w.set_defaults(func=None)
+    add_collector(sub, common)
     add_kafka(sub, common)
     simulate.add_parser(sub, common)
     backtest.add_parser(sub, common)

@@ -26,8 +26,9 @@ def default_url() -> str:
     return f"http://{s.web_host}:{s.web_port}"
 
 
-def lookup(url: str, contact_id: str, timeout: float = 5.0) -> tuple[dict, str]:
-    """(parsed JSON, raw body) of the worker's answer; CliError on anything else."""
+def lookup(url: str, contact_id: str, timeout: float = 5.0, token: str | None = None) -> tuple[dict, str]:
+    """(parsed JSON, raw body) of the worker's answer; CliError on anything else. `token`: the
+    bearer token of the lookup API (streams.webauth), by default $LEADPULSE_API_TOKEN."""
     base = url.rstrip("/")
     if "://" not in base:
         base = "http://" + base
@@ -35,14 +36,24 @@ def lookup(url: str, contact_id: str, timeout: float = 5.0) -> tuple[dict, str]:
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise CliError(f"--url {url!r}: expected http://HOST:PORT")
     target = f"{base}/contacts/{urllib.parse.quote(contact_id, safe='')}"
+    headers = {"Accept": "application/json"}
+    if token is None:
+        from tools.common import settings
+
+        secret = settings().api_token
+        token = secret.reveal() if secret is not None else None
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     try:
-        with urllib.request.urlopen(urllib.request.Request(target, headers={"Accept": "application/json"}),
-                                    timeout=timeout) as resp:
+        with urllib.request.urlopen(urllib.request.Request(target, headers=headers), timeout=timeout) as resp:
             raw = resp.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as exc:
         body = exc.read().decode("utf-8", "replace")
         if exc.code == 404:
             raise CliError(f"unknown contact {contact_id!r} (worker at {base})", FAILED) from None
+        if exc.code in (401, 403):
+            raise CliError(f"worker at {base} refused the lookup (HTTP {exc.code}): set LEADPULSE_API_TOKEN to a "
+                           f"token with the read role (README, Authentication of the lookup API)") from None
         detail = ""
         try:
             detail = json.loads(body).get("error", "")

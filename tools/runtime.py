@@ -52,6 +52,9 @@ def topic_env(suffix: str) -> dict[str, str]:
         "LEADPULSE_LIFECYCLE_TOPIC": f"lead-lifecycle-{suffix}",
         "LEADPULSE_SCORES_TOPIC": f"lead-scores-{suffix}",
         "LEADPULSE_DLQ_TOPIC": f"lead-dlq-{suffix}",
+        "LEADPULSE_IDENTITY_TOPIC": f"lead-identities-{suffix}",
+        "LEADPULSE_ACCOUNTS_INPUT_TOPIC": f"lead-account-memberships-{suffix}",
+        "LEADPULSE_MERGES_TOPIC": f"lead-contact-merges-{suffix}",
     }
 
 
@@ -68,6 +71,9 @@ class Worker:
     web_port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
 
+    command = ("-m", "agents", "worker", "-l", "info")
+    ready_line = "Ready"  # what the log says once it serves (then /health/ready decides)
+
     @property
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -79,12 +85,27 @@ class Worker:
             LEADPULSE_FAST_REBALANCE="1",
             PYTHONUNBUFFERED="1",
         )
+        if self.api_token:  # creates the tokens file
+            env["LEADPULSE_API_TOKENS_FILE"] = str(self.workdir / "api-tokens")
         env.update(self.extra_env)
         return env
 
     @property
     def log_path(self) -> Path:
         return self.workdir / f"worker-{self.name}.log"
+
+    @property
+    def api_token(self) -> str:
+        """An admin token of the lookup API (streams.webauth), shared by the workers of one work
+        directory (a lookup routed to the contact's owner carries the caller's token along)."""
+        import secrets
+
+        path = self.workdir / "api-tokens"
+        if not path.exists():
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"tests admin {secrets.token_urlsafe(32)}\n")
+            path.chmod(0o600)
+        return path.read_text().split()[2]
 
     @property
     def url(self) -> str:
@@ -94,7 +115,7 @@ class Worker:
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agents", "worker", "-l", "info"],
+            [sys.executable, *self.command],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         _started.append(self.proc)
@@ -116,14 +137,15 @@ class Worker:
         while time.monotonic() < deadline:
             if self.proc and self.proc.poll() is not None:
                 raise AssertionError(f"worker {self.name} exited {self.proc.returncode}:\n{self.log_text()[-4000:]}")
-            if "Ready" in self.log_text() and self.ready():
+            if self.ready_line in self.log_text() and self.ready():
                 return
             time.sleep(0.2)
         raise AssertionError(f"worker {self.name} not ready in {timeout}s:\n{self.log_text()[-4000:]}")
 
     def get_json(self, path: str, timeout: float = 5.0) -> tuple[int, dict]:
+        request = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {self.api_token}"})
         try:
-            with urllib.request.urlopen(self.url + path, timeout=timeout) as resp:
+            with urllib.request.urlopen(request, timeout=timeout) as resp:
                 return resp.status, json.loads(resp.read() or b"{}")
         except urllib.error.HTTPError as exc:
             body = exc.read()
@@ -140,6 +162,51 @@ class Worker:
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
+
+
+@dataclass
+class CollectorProcess(Worker):
+    """A `python -m collector` subprocess (the HTTP collector) on `web_port`, with the given write
+    keys (source name → key) and the topics of `suffix`."""
+
+    name: str = "collector"
+    write_keys: dict[str, str] = field(default_factory=dict)
+    ca: Path | None = None  # with LEADPULSE_COLLECTOR_TLS_*: the CA our own requests trust
+
+    command = ("-m", "collector")
+    ready_line = ""  # /health/ready alone decides (the start-up line is at info, which may be off)
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = super().env
+        env.update(LEADPULSE_COLLECTOR_PORT=str(self.web_port),
+                   LEADPULSE_COLLECTOR_WRITE_KEYS_FILE=str(self.workdir / f"write-keys-{self.name}"))
+        env.update(self.extra_env)
+        return env
+
+    @property
+    def url(self) -> str:
+        tls = "LEADPULSE_COLLECTOR_TLS_CERT" in self.extra_env
+        return f"{'https' if tls else 'http'}://127.0.0.1:{self.web_port}"
+
+    def get_json(self, path: str, timeout: float = 5.0) -> tuple[int, dict]:
+        import ssl
+
+        ctx = ssl.create_default_context(cafile=str(self.ca)) if self.ca else None
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=timeout, context=ctx) as resp:
+                return resp.status, json.loads(resp.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            body = exc.read()
+            return exc.code, json.loads(body) if body else {}
+
+    def start(self) -> "CollectorProcess":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        keys = self.workdir / f"write-keys-{self.name}"
+        keys.write_text("".join(f"{source} {key}\n" for source, key in self.write_keys.items()))
+        keys.chmod(0o600)
+        super().start()
+        return self
 
 
 def client_kwargs() -> dict:

@@ -45,7 +45,7 @@ def test_docker_compose_config_validates():
 def test_compose_services_ports_and_volumes():
     doc = yaml.safe_load(COMPOSE.read_text())  # merge keys (<<) resolved
     services = doc["services"]
-    assert {"kafka", "worker-1", "worker-2", "prometheus", "grafana", "simulator"} <= services.keys()
+    assert {"kafka", "worker-1", "worker-2", "prometheus", "grafana", "simulator", "collector"} <= services.keys()
     assert services["kafka"]["image"] == "apache/kafka:4.1.1"
     assert "controller" in services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"]
     for name, svc in services.items():
@@ -75,6 +75,18 @@ def test_compose_services_ports_and_volumes():
     job = next(j for j in prom["scrape_configs"] if j["job_name"] == "leadpulse")
     targets = {t for sc in job["static_configs"] for t in sc["targets"]}
     assert targets == {"worker-1:6066", "worker-2:6066"}
+    # The collector: its own entry point, its write keys from a secret file, its own scrape job.
+    col = services["collector"]
+    assert col["entrypoint"] == ["python", "-m", "collector"] and col["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+    port = col["environment"]["LEADPULSE_COLLECTOR_PORT"]
+    assert col["ports"] == [f"127.0.0.1:{port}:{port}"] and f":{port}/health/live" in " ".join(col["healthcheck"]["test"])
+    (secret,) = col["secrets"]
+    assert col["environment"]["LEADPULSE_COLLECTOR_WRITE_KEYS_FILE"] == f"/run/secrets/{secret}"
+    keys_file = ROOT / doc["secrets"][secret]["file"]
+    from collector.auth import WriteKeys
+    assert WriteKeys.from_lines(keys_file.read_text().splitlines(), str(keys_file)).sources()
+    job = next(j for j in prom["scrape_configs"] if j["job_name"] == "leadpulse-collector")
+    assert {t for sc in job["static_configs"] for t in sc["targets"]} == {f"collector:{port}"}
 
 
 def test_grafana_provisioning_points_at_the_dashboard_and_datasource():
@@ -120,7 +132,7 @@ def test_dockerfile():
     assert re.search(r'^VOLUME\s+\["/data"\]', text, re.M)
     assert "LEADPULSE_DATA_DIR=/data" in text
     assert re.search(r"^HEALTHCHECK .*\n?.*/health/live", text, re.M)
-    for src in ("schemas", "streams", "agents", "scoring", "tools"):
+    for src in ("schemas", "streams", "agents", "scoring", "tools", "collector"):
         assert re.search(rf"^COPY {src} /app/{src}", text, re.M), src
 
 
@@ -158,7 +170,8 @@ def test_k8s_manifests():
     (cm,) = by_kind["ConfigMap"]
     assert c["envFrom"][0]["configMapRef"]["name"] == cm["metadata"]["name"]
     assert cm["data"]["LEADPULSE_DATA_DIR"] == "/data" and cm["data"]["LEADPULSE_WEB_PORT"] == str(port)
-    (secret,) = by_kind["Secret"]
+    secrets = {s["metadata"]["name"]: s for s in by_kind["Secret"]}
+    secret = secrets["leadpulse-kafka"]
     secret_env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"] if "secretKeyRef" in e.get("valueFrom", {})}
     assert {"KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"} <= secret_env.keys()
     assert all(ref["name"] == secret["metadata"]["name"] and ref["key"] in secret["stringData"]
@@ -167,6 +180,51 @@ def test_k8s_manifests():
     sc = pod["spec"]["securityContext"]
     assert sc["runAsNonRoot"] is True and sc["runAsUser"] != 0 and sc["fsGroup"]
     assert int(cm["data"]["LEADPULSE_PARTITIONS"]) >= spec["replicas"]
+
+
+def test_k8s_collector():
+    docs = k8s_docs()
+    (dep,) = [d for d in docs if d["kind"] == "Deployment"]
+    assert dep["metadata"]["name"] == "leadpulse-collector"
+    pod = dep["spec"]["template"]
+    labels = pod["metadata"]["labels"]
+    assert dep["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert labels["app.kubernetes.io/name"] != "leadpulse", "the worker alerts' scrape job must not select collectors"
+    svc = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "leadpulse-collector")
+    assert svc["spec"]["selector"].items() <= labels.items()
+    (c,) = pod["spec"]["containers"]
+    assert c["command"] == ["python", "-m", "collector"]
+    port = next(p for p in c["ports"] if p["name"] == "http")["containerPort"]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["LEADPULSE_COLLECTOR_PORT"]["value"] == str(port) and env["LEADPULSE_COLLECTOR_BIND"]["value"] == "0.0.0.0"
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(port)
+    assert c["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/health/live"
+    assert c["envFrom"][0]["configMapRef"]["name"] == "leadpulse-config"
+    secrets = {s["metadata"]["name"]: s for s in docs if s["kind"] == "Secret"}
+    # Write keys: a file from the collector Secret; webhook secrets optional; Kafka credentials shared.
+    keys_dir = next(m["mountPath"] for m in c["volumeMounts"] if m["name"] == "write-keys")
+    (vol,) = [v for v in pod["spec"]["volumes"] if v["name"] == "write-keys"]
+    (item,) = vol["secret"]["items"]
+    assert env["LEADPULSE_COLLECTOR_WRITE_KEYS_FILE"]["value"] == f"{keys_dir}/{item['path']}"
+    assert item["key"] in secrets[vol["secret"]["secretName"]]["stringData"]
+    for name in ("LEADPULSE_HUBSPOT_CLIENT_SECRET", "LEADPULSE_MAUTIC_WEBHOOK_SECRET"):
+        ref = env[name]["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == vol["secret"]["secretName"] and ref["optional"] is True
+    assert {env[n]["valueFrom"]["secretKeyRef"]["name"] for n in ("KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD")} == {
+        "leadpulse-kafka"}
+    # The shipped placeholder key is refused at start: a manifest applied unchanged takes no events.
+    from collector.auth import WriteKeyError, WriteKeys
+    with pytest.raises(WriteKeyError, match="placeholder"):
+        WriteKeys.from_lines(secrets["leadpulse-collector"]["stringData"][item["key"]].splitlines(), "secret")
+    sc = pod["spec"]["securityContext"]
+    assert sc["runAsNonRoot"] is True and c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["resources"]["requests"]["cpu"] and c["resources"]["limits"]["memory"]
+    scrape = yaml.safe_load((K8S / "prometheus-scrape.yml").read_text())
+    job = next(j for j in scrape["scrape_configs"] if j["job_name"] == "leadpulse-collector")
+    keep = [r for r in job["relabel_configs"] if r.get("action") == "keep"
+            and r["source_labels"] == ["__meta_kubernetes_pod_label_app_kubernetes_io_name"]]
+    assert keep and keep[0]["regex"] == labels["app.kubernetes.io/name"]
 
 
 def test_kustomize_renders():

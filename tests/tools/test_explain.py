@@ -20,11 +20,16 @@ ANSWER = {
 }
 
 
+TOKEN = "read-token-0123456789abcdefghij"
+
+
 class Handler(BaseHTTPRequestHandler):
     routes: dict = {}
 
     def do_GET(self):  # noqa: N802
         status, body = self.routes.get(self.path, (404, json.dumps({"error": "unknown contact"})))
+        if self.path == "/contacts/guarded" and self.headers.get("Authorization") != f"Bearer {TOKEN}":
+            status, body = 401, json.dumps({"error": "a bearer token is required"})
         data = body.encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -44,6 +49,7 @@ def server():
         "/contacts/broken": (500, json.dumps({"error": "table not ready"})),
         "/contacts/html": (200, "<html>hello</html>"),
         "/contacts/other": (200, json.dumps({"hello": "world"})),
+        "/contacts/guarded": (200, json.dumps({**ANSWER, "contact_id": "guarded"})),
     }
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     t = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -120,3 +126,12 @@ def test_bad_url(cli):
     rc, _, err = cli("explain", "alice", "--url", "ftp://x")
     assert rc == 2
     assert "expected http://HOST:PORT" in one_error_line(err)
+
+
+def test_a_lookup_api_that_needs_a_token(cli, server, monkeypatch):
+    monkeypatch.delenv("LEADPULSE_API_TOKEN", raising=False)
+    rc, out, err = cli("explain", "guarded", "--url", server)
+    assert rc == 2 and "HTTP 401" in one_error_line(err) and "LEADPULSE_API_TOKEN" in err
+    monkeypatch.setenv("LEADPULSE_API_TOKEN", TOKEN)
+    rc, out, err = cli("explain", "guarded", "--url", server, "--json")
+    assert rc == 0 and json.loads(out)["contact_id"] == "guarded" and TOKEN not in out + err
