@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import faust
 
-from streams import logs
+from streams import logs, webauth
 from streams.settings import Settings
 
 
@@ -23,6 +23,9 @@ def broker_urls(bootstrap_servers: str) -> str:
 
 def create_app(settings: Settings) -> faust.App:
     extra: dict = {}
+    if settings.web_tls_cert:
+        extra.update(web_ssl_context=webauth.server_ssl_context(settings.web_tls_cert, settings.web_tls_key),
+                     canonical_url=f"https://{settings.web_host}:{settings.web_port}")
     if settings.fast_rebalance:
         # A worker in a test or a demo must be ready in seconds, not after a 10 s+ group dance.
         extra.update(
@@ -55,6 +58,9 @@ def create_app(settings: Settings) -> faust.App:
         web_host=settings.web_host,
         # Our table values are opaque bytes: the stock /table pages would show nothing useful.
         web_tables_enabled=False,
+        # Bearer tokens with roles on every page but health and metrics (streams.webauth): no
+        # contact's data without a token.
+        web_application_options={"middlewares": [webauth.middleware_from_settings(settings)]},
         autodiscover=False,
         **logs.faust_settings(settings.log_level),
         **extra,

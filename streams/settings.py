@@ -160,6 +160,15 @@ def _schema_registry() -> dict[str, Any]:
                 schema_registry_retry_s=retry_s)
 
 
+def _web_tls() -> dict[str, str | None]:
+    """LEADPULSE_WEB_TLS_CERT and LEADPULSE_WEB_TLS_KEY (PEM files), both or neither."""
+    cert = os.environ.get("LEADPULSE_WEB_TLS_CERT") or None
+    key = os.environ.get("LEADPULSE_WEB_TLS_KEY") or None
+    if bool(cert) != bool(key):
+        raise SettingsError("LEADPULSE_WEB_TLS_CERT and LEADPULSE_WEB_TLS_KEY go together: set both or neither")
+    return {"web_tls_cert": cert, "web_tls_key": key}
+
+
 @dataclass(frozen=True)
 class Settings:
     app_id: str
@@ -219,6 +228,8 @@ class Settings:
     api_tokens_file: str | None = None
     api_auth: str = "required"
     api_token: Secret | None = None  # the CLI's own token (`leadpulse explain`)
+    web_tls_cert: str | None = None  # TLS for the worker's web server (lookups, health, metrics)
+    web_tls_key: str | None = None
     # -- end of accounts and identity -------------------------------------------------------------
 
     @classmethod
@@ -274,6 +285,7 @@ class Settings:
             api_tokens_file=os.environ.get("LEADPULSE_API_TOKENS_FILE") or None,
             api_auth=_choice("LEADPULSE_API_AUTH", "required", ("required", "disabled")),
             api_token=_secret("LEADPULSE_API_TOKEN"),
+            **_web_tls(),
         )
 
     def describe(self) -> dict[str, str]:

@@ -111,7 +111,8 @@ async def run(args) -> int:
         if not seen:
             print("no lifecycle change arrived: see the worker log", worker.log_path, file=sys.stderr)
             return 1
-        print(f"\nlook a contact up: curl {worker.url}/contacts/alice-{run_id}")
+        print(f"\nlook a contact up (a bearer token of the lookup API, see README): "
+              f"curl -H 'Authorization: Bearer $TOKEN' {worker.url}/contacts/alice-{run_id}")
         status, body = worker.get_json(f"/contacts/alice-{run_id}")
         if status == 200:
             print(f"  alice-{run_id}: score {body['score']:.1f}, {body['temperature']}, stage {body['stage']}, fit {body['grade']}")
