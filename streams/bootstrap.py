@@ -180,10 +180,10 @@ class _AtLeastOnce(AtLeastOnceKafka):
         super().__init__(None, commit)
         self.started = started
 
-    async def deliver(self, records):
+    async def hand_off(self, records):
         if records and self.producer is None:
             self.producer = await self.started.get()
-        return await super().deliver(records)
+        return await super().hand_off(records)
 
 
 def bootstrap(settings: Settings | None = None) -> Runtime:

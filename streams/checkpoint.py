@@ -71,7 +71,7 @@ class Kafka(Protocol):
 
     transactional: bool
 
-    async def deliver(self, records: list[OutRecord]) -> dict[tuple[str, int], int]: ...
+    async def hand_off(self, records: list[OutRecord]) -> Awaitable[dict[tuple[str, int], int]]: ...
     async def commit_offsets(self, offsets: dict[TP, int]) -> None: ...
     async def commit_transactions(self, records: dict[int, list[OutRecord]],
                                   offsets: dict[TP, int]) -> dict[tuple[str, int], int]: ...
@@ -93,14 +93,18 @@ class Checkpoint:
         self.last_done_at = clock()
         self.failed: BaseException | None = None
         self._slots = asyncio.Semaphore(max_in_flight)
-        self._tail: asyncio.Future | None = None  # the last batch submitted
+        self._tail: _Turn | None = None  # the last batch submitted
         self._in_flight: set[asyncio.Future] = set()
         self._partitions_in_flight: dict[int, int] = {}
 
     # -- the steps ----------------------------------------------------------------------------------
-    async def commit(self, batch: Batch, previous: asyncio.Future | None = None) -> None:
-        """Make `batch` durable, in the order the module docstring gives; `previous` is the batch
-        read before it (this one's states and offsets wait for it, and fail if it failed)."""
+    async def commit(self, batch: Batch, previous: "_Turn | None" = None, turn: "_Turn | None" = None,
+                     outputs: Awaitable | None = None) -> None:
+        """Make `batch` durable, in the order the module docstring gives. `previous` is the batch read
+        before it: this one's states are handed to Kafka after that one's, and reach the store and
+        commit after it (and fail if it failed); `outputs`, the delivery of this batch's outputs when
+        `submit` already handed them over."""
+        turn = turn or _Turn()
         writes = self.states.writes(batch.number)
         changelog = self.changelog
         await failpoints.hit("checkpoint.start")
@@ -108,16 +112,22 @@ class Checkpoint:
             records = {p: list(rs) for p, rs in batch.outputs.items()}
             for p, items in writes.items():
                 records.setdefault(p, []).extend((changelog, p, k, v, None) for k, v in items)
-            # 1 + 2 (changelog) + 3, on Kafka: one transaction per input partition.
+            # 1 + 2 (changelog) + 3, on Kafka: one transaction per input partition, in read order.
             reached = await self.kafka.commit_transactions(records, batch.offsets)
             await failpoints.hit("checkpoint.after_commit")
         else:
-            await self.kafka.deliver([r for rs in batch.outputs.values() for r in rs])  # 1. outputs
+            if outputs is None:
+                outputs = await self.kafka.hand_off([r for rs in batch.outputs.values() for r in rs])
+            await outputs  # 1. outputs
             await failpoints.hit("checkpoint.after_outputs")
-            reached = await self.kafka.deliver(  # 2. states, on the changelog
+            if previous is not None:
+                await _succeeded(previous.states_sent)
+            states = await self.kafka.hand_off(  # 2. states, on the changelog, in read order
                 [(changelog, p, k, v, None) for p, items in writes.items() for k, v in items])
+            turn.states_sent.set_result(None)
+            reached = await states
         if previous is not None:
-            await _succeeded(previous)  # an earlier batch still on its way: its states go to the store first
+            await _succeeded(previous.done)  # an earlier batch still on its way: its states go to the store first
         for p, items in writes.items():  # 2. states, in the local store (a partition atomically)
             self.store.write(p, items, reached.get((changelog, p)))
         self.states.release(batch.number)
@@ -126,25 +136,38 @@ class Checkpoint:
             await self.kafka.commit_offsets(batch.offsets)  # 3. input offsets
         self.committed.update(batch.offsets)
         self.last_done_at = self.clock()
+        turn.finish()
 
     # -- running batches ------------------------------------------------------------------------------
     async def submit(self, batch: Batch) -> None:
-        """Start `commit(batch)` in the background once a slot is free; returns at once after that."""
+        """Hand the batch's outputs to the producer (at_least_once), then run the rest of `commit`
+        in the background; returns once a slot is free and the outputs are handed over. Handing
+        them over here, in read order, keeps a contact's snapshots and changes in the order its
+        states were computed on every topic."""
         if self.failed is not None:
             raise self.failed
         await self._slots.acquire()
-        previous = self._tail
-        done = asyncio.ensure_future(self._run(batch, previous))
-        self._tail = done
-        self._in_flight.add(done)
-        for p in batch.partitions():
-            self._partitions_in_flight[p] = self._partitions_in_flight.get(p, 0) + 1
-        done.add_done_callback(lambda fut, parts=batch.partitions(): self._finished(fut, parts))
-
-    async def _run(self, batch: Batch, previous: asyncio.Future | None) -> None:
         try:
-            await self.commit(batch, previous)
+            outputs = None
+            if not self.kafka.transactional:
+                outputs = await self.kafka.hand_off([r for rs in batch.outputs.values() for r in rs])
+        except BaseException:
+            self._slots.release()
+            raise
+        previous, turn = self._tail, _Turn()
+        self._tail = turn
+        done = asyncio.ensure_future(self._run(batch, previous, turn, outputs))
+        self._in_flight.add(done)
+        parts = batch.partitions()
+        for p in parts:
+            self._partitions_in_flight[p] = self._partitions_in_flight.get(p, 0) + 1
+        done.add_done_callback(lambda fut: self._finished(fut, parts))
+
+    async def _run(self, batch: Batch, previous: "_Turn | None", turn: "_Turn", outputs: Awaitable | None) -> None:
+        try:
+            await self.commit(batch, previous, turn, outputs)
         except BaseException as exc:
+            turn.fail(exc)
             if self.failed is None:
                 self.failed = exc
                 log.error("a batch could not be made durable: %s: %s; stopping the worker so that its inputs are "
@@ -180,6 +203,26 @@ class Checkpoint:
         return not not_done
 
 
+class _Turn:
+    """A batch in flight, as the next one waits for it: its states handed to Kafka, then all done."""
+
+    def __init__(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.states_sent = loop.create_future()
+        self.done = loop.create_future()
+
+    def finish(self) -> None:
+        if not self.states_sent.done():
+            self.states_sent.set_result(None)
+        self.done.set_result(None)
+
+    def fail(self, exc: BaseException) -> None:
+        for fut in (self.states_sent, self.done):
+            if not fut.done():
+                fut.set_exception(exc)
+                fut.exception()  # retrieved: the next batch sees it through _succeeded
+
+
 async def _succeeded(previous: asyncio.Future) -> None:
     """Wait for the batch before; if it failed, this one must not go on either."""
     try:
@@ -207,11 +250,12 @@ class AtLeastOnceKafka:
         self._next: asyncio.Future | None = None  # resolves when the pending offsets are committed
         self._running = False
 
-    async def deliver(self, records: list[OutRecord]) -> dict[tuple[str, int], int]:
-        if not records:
-            return {}
+    async def hand_off(self, records: list[OutRecord]) -> Awaitable[dict[tuple[str, int], int]]:
+        """Hand `records` to the producer (in the order of the calls); returns their delivery, which
+        resolves to the last offset written per topic-partition."""
         producer = self.producer
-        return await last_offsets(await send_batches(records, lambda partition: producer))
+        sent = await send_batches(records, lambda partition: producer) if records else []
+        return asyncio.ensure_future(last_offsets(sent))
 
     async def commit_offsets(self, offsets: dict[TP, int]) -> None:
         if not offsets:

@@ -63,6 +63,7 @@ def test_simulate_worker_explain_backtest(cli, kafka_bootstrap, unique, tmp_path
     assert rc == 0, err
 
     worker = CliWorker(kafka_bootstrap, unique, tmp_path).start()
+    monkeypatch.setenv("LEADPULSE_API_TOKEN", worker.api_token)  # `explain` asks the lookup API, behind tokens
     try:
         worker.wait_ready()
         rc, out, err = cli(*sim, "--json")
