@@ -374,12 +374,7 @@ class ScoringModel:
         if st.lo is None:
             self._refresh(st)
         changes: list[LifecycleChange] = []
-        for _ in range(64):
-            t = self._next_transition(st)
-            if t is None or t > until_ms:
-                break
-            st.as_of = t
-            self._settle(st, t, None, changes)
+        self._advance(st, until_ms, changes, move_clock=False)
         return (st, changes) if changes else (state, [])
 
     def next_cooling_at(self, state: ContactState) -> int | None:
@@ -578,14 +573,16 @@ class ScoringModel:
             changes.append(LifecycleChange(change_id(cid, kind, frm, to, cause, at), cid, kind, frm, to, at, cause,
                                            score, e, fit, st.grade, parts, self.version))
 
-    def _advance(self, st: ContactState, now: int, changes: list) -> None:
+    def _advance(self, st: ContactState, now: int, changes: list, move_clock: bool = True) -> None:
+        """The transitions decay alone makes up to `now`, each at its instant; then the clock moves
+        to `now` (unless `move_clock` is false: a cooling tick, see `cool`)."""
         for _ in range(64):
             t = self._next_transition(st)
             if t is None or t > now:
                 break
             st.as_of = t
             self._settle(st, t, None, changes)
-        if now > st.as_of:
+        if move_clock and now > st.as_of:
             st.as_of = now
 
     def _next_transition(self, st: ContactState) -> int | None:
