@@ -156,10 +156,10 @@ async def produce_all(bootstrap: str, topic: str, records, partitions: int | Non
     return time.perf_counter() - t
 
 
-async def read_latest(bootstrap: str, topic: str, partitions: int, timeout: float = 300.0) -> dict[bytes, bytes]:
-    """The latest committed value per key of `topic` (a tombstone removes the key), from the start to the
-    end offsets taken first. A partition is done when the consumer's position reaches its end offset, so a
-    transaction marker in last place (exactly-once writers) ends it too."""
+async def read_topic(bootstrap: str, topic: str, partitions: int, on_record, timeout: float = 300.0) -> None:
+    """Every committed record of `topic`, from the start to the end offsets taken first, to `on_record`.
+    A partition is done when the consumer's position reaches its end offset, so a transaction marker in
+    last place (exactly-once writers) ends it too."""
     c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                          isolation_level="read_committed", max_partition_fetch_bytes=4 * 1024 * 1024)
     await c.start()
@@ -168,7 +168,6 @@ async def read_latest(bootstrap: str, topic: str, partitions: int, timeout: floa
         c.assign(tps)
         await c.seek_to_beginning(*tps)
         ends = await c.end_offsets(tps)
-        latest: dict[bytes, bytes] = {}
         remaining = {tp for tp in tps if ends[tp] > 0}
         deadline = time.monotonic() + timeout
         while remaining:
@@ -177,16 +176,25 @@ async def read_latest(bootstrap: str, topic: str, partitions: int, timeout: floa
             batch = await c.getmany(timeout_ms=500, max_records=20_000)
             for msgs in batch.values():
                 for m in msgs:
-                    if m.value is None:
-                        latest.pop(m.key, None)
-                    else:
-                        latest[m.key] = m.value
+                    on_record(m)
             for tp in list(remaining):
                 if await c.position(tp) >= ends[tp]:
                     remaining.discard(tp)
-        return latest
     finally:
         await c.stop()
+
+
+async def read_latest(bootstrap: str, topic: str, partitions: int, timeout: float = 300.0) -> dict[bytes, bytes]:
+    """The latest committed value per key of `topic` (a tombstone removes the key)."""
+    latest: dict[bytes, bytes] = {}
+
+    def keep(m) -> None:
+        if m.value is None:
+            latest.pop(m.key, None)
+        else:
+            latest[m.key] = m.value
+    await read_topic(bootstrap, topic, partitions, keep, timeout)
+    return latest
 
 
 @dataclass

@@ -14,7 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from bench import jvm_peer
-from bench.harness import committed_total, create_topics, encode, events, produce_all, read_latest
+from bench.harness import committed_total, create_topics, encode, events, produce_all, read_latest, read_topic
 from streams.codec import AvroCodec
 
 pytestmark = pytest.mark.kafka
@@ -75,33 +75,9 @@ def test_peer_temperatures_equal_the_scoring_core(kafka_bootstrap, unique, tmp_p
     assert done == len(records), log.read_text()[-3000:]
 
     latest = asyncio.run(read_latest(kafka_bootstrap, changes, PARTITIONS, timeout=30))
-    dead = sum(1 for _ in asyncio.run(read_all_keys(kafka_bootstrap, dlq)))
+    dead_letters: list = []
+    asyncio.run(read_topic(kafka_bootstrap, dlq, PARTITIONS, dead_letters.append, timeout=30))
     codec = AvroCodec()
-    result = jvm_peer.check(want, want_late, latest, dead, lambda v: codec.decode("LifecycleChange", v))
+    result = jvm_peer.check(want, want_late, latest, len(dead_letters), lambda v: codec.decode("LifecycleChange", v))
     assert result["ok"], result
     assert "Stopped: scored" in log.read_text()
-
-
-async def read_all_keys(bootstrap: str, topic: str) -> list[bytes]:
-    """Every record of the dead-letter topic (the peer forwards the original bytes, keyed as they came)."""
-    from aiokafka import AIOKafkaConsumer
-    from aiokafka.structs import TopicPartition
-
-    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                         isolation_level="read_committed")
-    await c.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        c.assign(tps)
-        await c.seek_to_beginning(*tps)
-        ends = await c.end_offsets(tps)
-        keys: list[bytes] = []
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if all([await c.position(tp) >= ends[tp] for tp in tps]):
-                break
-            for msgs in (await c.getmany(timeout_ms=500)).values():
-                keys.extend(m.key for m in msgs)
-        return keys
-    finally:
-        await c.stop()
