@@ -4,9 +4,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-unit test-deps demo chaos bench-core bench-step bench-pipeline bench-backtest bench bench-collector test-tools worker dashboard kafka-start kafka-stop kafka-status registry-start registry-stop clean
+.PHONY: help venv test test-unit test-deps demo chaos bench-core bench-step bench-pipeline bench-backtest bench bench-quick bench-collector test-tools worker dashboard kafka-start kafka-stop kafka-status registry-start registry-stop clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -48,8 +49,11 @@ bench-step: $(STAMP)  ## events/s of the worker's batch step alone, in-process, 
 bench-pipeline: $(STAMP)  ## events/s of one worker draining 100k events over 10k contacts on the local broker
 	$(PY) bench/pipeline.py
 
-bench: $(STAMP)  ## side by side: raw aiokafka, naive Faust, leadpulse (and Quix if installed); results in bench/results/
-	$(PY) bench/compare.py
+bench: $(STAMP)  ## side by side, 500k events: raw aiokafka, naive Faust, Quix, a Kafka Streams peer (Java, Maven), leadpulse (~15 min)
+	$(PY) bench/compare.py $(BENCH_ARGS)
+
+bench-quick: $(STAMP)  ## the same on 50k events, for development (~5 min; results in bench/results/compare-quick.*)
+	$(PY) bench/compare.py --quick $(BENCH_ARGS)
 
 bench-backtest: $(STAMP)  ## backtest speed on 1M simulated events (generated once into .leadpulse/bench)
 	$(PY) bench/backtest.py

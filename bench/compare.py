@@ -1,22 +1,34 @@
-"""`make bench`: leadpulse side by side with the Python limit, a naive Faust agent and Quix Streams.
+"""`make bench`: leadpulse side by side with the Python limit, a naive Faust agent, Quix Streams and a
+Kafka Streams peer, on one broker and one pre-produced input.
 
-    python bench/compare.py [--events N] [--contacts M] [--quick] [--profile] [--setup-quix] [--no-quix]
+    python bench/compare.py [--quick] [--events N] [--contacts M] [--input realistic|late] [--only ...]
+        [--kstreams-threads 1,2] [--kstreams-guarantee at_least_once|exactly_once_v2] [--profile] [--no-quix]
 
 One broker (the local KRaft launcher unless KAFKA_BOOTSTRAP_SERVERS is set), one input: N Avro
-behaviour events (Confluent framing) over M contacts, 4 partitions, produced once. Each contender then
-drains that backlog with its own consumer group, one at a time, one worker process each:
+behaviour events (Confluent framing) over M contacts, 4 partitions, produced once (`bench.harness.events`:
+"realistic" by default, < 0.1 % later than the 7-day tolerance; "late", about 40 %). Each contender then
+drains that backlog with its own consumer group, one at a time, one process each:
 
-  (a) raw     aiokafka getmany → send passthrough, no decoding (`bench/raw_passthrough.py`)
-  (b) naive   a Faust agent as Faust's docs show it: one event at a time, avro-python3 decoding, a table
-              write and a `topic.send` per event (`bench/naive_faust.py`)
-  (d) quix    Quix Streams, per-message stateful `apply` + `to_topic` (`bench/quix_app.py`, own venv)
-  (c) leadpulse  `python -m agents worker`, default rules, its own app id
+  (a) raw       aiokafka getmany → send passthrough, no decoding (`bench/raw_passthrough.py`)
+  (b) naive     a Faust agent as Faust's docs show it: one event at a time, avro-python3 decoding, a table
+                write and a `topic.send` per event (`bench/naive_faust.py`)
+  (d) quix      Quix Streams, per-message stateful `apply` + `to_topic` (`bench/quix_app.py`, its own pinned
+                venv in .leadpulse/bench-quix, created on first use)
+  (e) kstreams  the Kafka Streams peer (`bench/kstreams/`, Java 17, built with Maven on first use): base
+                points, exact decay, RocksDB store, temperature changes; 1 stream thread, then 2 (`e2`).
+                Checked against the scoring core after its drain (`bench/jvm_peer.py`)
+  (c) leadpulse `python -m agents worker`, default rules, its own app id
+
+A contender that cannot run (no Java, a failed install, a crash) is a FAILED line with its reason in the
+results; one left out on purpose (--only, --no-quix) is a "not run" line.
 
 Throughput is read from the outside: the group's committed offsets on the input topic, polled every
 100 ms. "sustained" is the slope between the first and the next-to-last commit (both taken while the
 contender is busy; the last commit comes up to one commit interval after the work ends); "first→done"
 is the brief's events / (first commit → all committed); "from ready" counts start-up stalls too.
-CPU seconds and peak RSS come from /proc for the contender's process (librdkafka threads included).
+CPU seconds and peak RSS come from /proc for the contender's process (all its threads: librdkafka's, the
+JVM's JIT and GC threads), from ready to all committed; the "steady" CPU figures leave out the first 20 %
+of the input (--warmup-fraction) and the tail, for every contender alike.
 
 For leadpulse also: produce → LifecycleChange latency at 25/50/75 % of its measured rate (a paced
 producer of live events on existing contacts, every 20th a fresh contact's demo_request that turns it
@@ -25,8 +37,8 @@ at send), changelog recovery rate (N encoded contact states written straight int
 `<app_id>-contacts-changelog`, then a worker with an empty data dir; time until "Ready" and the restore
 phase from Faust's own log lines) and state bytes per contact (the run's changelog, latest per key).
 
-Results: bench/results/compare.json, compare.md, compare.png (and compare-profile.txt with --profile).
-The last line printed is the ratios."""
+Results: bench/results/compare.json, compare.md, compare.png (--quick: compare-quick.*, not committed;
+compare-profile.txt with --profile). The last line printed is the ratios."""
 
 from __future__ import annotations
 
@@ -58,17 +70,25 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 from aiokafka.structs import TopicPartition  # noqa: E402
 
+from bench import jvm_peer  # noqa: E402
 from bench.harness import (  # noqa: E402
-    EVENT_MIX, RESULTS, committed_total, create_topics, dataset, produce_all, proc_stats,
+    EVENT_MIX, INPUTS, RESULTS, committed_total, create_topics, encode, events, late_events, produce_all, proc_stats,
+    read_latest, read_topic,
 )
+from scoring import default_rules  # noqa: E402
 from streams.codec import AvroCodec  # noqa: E402
 from tools.runtime import Worker, topic_env  # noqa: E402
 
 QUIX_VENV = ROOT / ".leadpulse" / "bench-quix"
+#: Quix Streams and the codec it decodes with, pinned: the venv is (re)made when these change.
+QUIX_PINS = ("quixstreams==3.28.1", "fastavro==1.13.1")
 WORK = ROOT / ".leadpulse" / "bench-compare"
-TARGETS = {"vs_raw": 0.5, "vs_naive": 10.0, "p99_ms_at_50pct": 50.0, "recovery_per_s": 200_000, "state_bytes": 1024}
+TARGETS = {"vs_raw": 0.5, "vs_naive": 10.0, "vs_kstreams_cpu": 0.5, "p99_ms_at_50pct": 50.0,
+           "recovery_per_s": 200_000, "state_bytes": 1024}
 LABELS = {"raw": "(a) raw aiokafka passthrough", "naive": "(b) naive Faust agent",
-          "leadpulse": "(c) leadpulse", "quix": "(d) Quix Streams"}
+          "leadpulse": "(c) leadpulse", "quix": "(d) Quix Streams",
+          "kstreams": "(e) Kafka Streams peer, 1 thread", "kstreams2": "(e2) Kafka Streams peer, 2 threads"}
+ORDER = ("raw", "naive", "quix", "kstreams", "kstreams2", "leadpulse")
 
 
 def log(msg: str) -> None:
@@ -163,19 +183,20 @@ def broker_pid() -> int | None:
 # -- measuring a drain -----------------------------------------------------------------------------
 
 async def track(bootstrap: str, group: str, topic: str, total: int, timeout: float, proc, poll: float = 0.1) -> dict:
-    """Committed offsets of `group` on `topic` every `poll` s until they reach `total` (or time out)."""
+    """Committed offsets of `group` on `topic` every `poll` s until they reach `total` (or time out), with
+    the contender's CPU seconds at each poll (for the steady window of `rates`)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     pid = proc.pid
     bpid = broker_pid()
     before, bbefore = proc_stats(pid), (proc_stats(bpid) if bpid else None)
-    series: list[tuple[float, int]] = []
+    series: list[tuple[float, int, float]] = []
     deadline = time.perf_counter() + timeout
     try:
         while True:
             c = await committed_total(admin, group, topic)
             t = time.perf_counter()
-            series.append((t, c))
+            series.append((t, c, proc_stats(pid).cpu_s))
             if c >= total or t > deadline:
                 break
             if proc.poll() is not None:
@@ -189,16 +210,24 @@ async def track(bootstrap: str, group: str, topic: str, total: int, timeout: flo
             "complete": series[-1][1] >= total}
 
 
-def rates(tr: dict, total: int, t_ready: float) -> dict:
+def rates(tr: dict, total: int, t_ready: float, warmup: float = 0.2) -> dict:
+    """Rates and CPU of one drain. The steady window runs from the first commit that covers `warmup` of
+    the input to the next-to-last commit: it leaves out, for every contender alike, the start (imports,
+    the JVM's start and its first JIT compilations, the group join, the first batches) and the tail
+    after the work ended."""
     series = tr["series"]
-    steps = [(t, c) for i, (t, c) in enumerate(series) if c > 0 and (i == 0 or c != series[i - 1][1])]
+    steps = [(t, c, cpu) for i, (t, c, cpu) in enumerate(series) if c > 0 and (i == 0 or c != series[i - 1][1])]
     if not steps:
         return {"events_per_s": 0, "consumed": 0, "commits": 0}
-    (t_first, c_first), (t_last, c_last) = steps[0], steps[-1]
+    (t_first, c_first, cpu_first), (t_last, c_last, _) = steps[0], steps[-1]
     first_to_done = (c_last - c_first) / (t_last - t_first) if t_last > t_first else None
+    steady = None
     if tr["complete"] and len(steps) >= 3:
-        t_k, c_k = steps[-2]
+        t_k, c_k, cpu_k = steps[-2]
         sustained = (c_k - c_first) / (t_k - t_first)
+        w0 = next(((t, c, cpu) for t, c, cpu in steps[:-2] if c >= warmup * total), None)
+        if w0 is not None and cpu_k > w0[2] and c_k > w0[1]:
+            steady = (cpu_k - w0[2], c_k - w0[1], t_k - w0[0])
     else:
         sustained = first_to_done
     if sustained is None:  # everything in one commit: only the time from ready is left
@@ -213,6 +242,11 @@ def rates(tr: dict, total: int, t_ready: float) -> dict:
         "commits": len(steps), "consumed": consumed, "complete": tr["complete"],
         "cpu_s_per_1k_events": round(1000 * tr["cpu_s"] / consumed, 4) if consumed else None,
         "events_per_cpu_s": round(consumed / tr["cpu_s"]) if tr["cpu_s"] else None,
+        "steady_cpu_s_per_1k_events": round(1000 * steady[0] / steady[1], 4) if steady else None,
+        "steady_events_per_cpu_s": round(steady[1] / steady[0]) if steady else None,
+        "steady_events_per_s": round(steady[1] / steady[2]) if steady else None,
+        "steady_window": {"events": steady[1], "seconds": round(steady[2], 2), "from_fraction": warmup}
+        if steady else None,
         "peak_rss_mb": round(tr["peak_rss_mb"], 1),
         "broker_cpu_s_per_1k_events": round(1000 * tr["broker_cpu_s"] / consumed, 4)
         if tr["broker_cpu_s"] is not None and consumed else None,
@@ -227,18 +261,48 @@ def drain(name: str, proc, proc_handle, group: str, args, ctx: dict, stop: bool 
         t_ready = time.perf_counter()
         load0 = os.getloadavg()[0]
         tr = asyncio.run(track(ctx["bootstrap"], group, ctx["input"], ctx["total"], args.timeout, proc))
-        res = rates(tr, ctx["total"], t_ready)
+        res = rates(tr, ctx["total"], t_ready, args.warmup_fraction)
         res["loadavg_1m"] = [round(load0, 2), round(os.getloadavg()[0], 2)]
         res["group"] = group
         log(f"{LABELS[name]}: {res['events_per_s']:,} events/s sustained "
-            f"({res['first_to_done_events_per_s']} first→done, {res['from_ready_events_per_s']:,} from ready), "
-            f"{res['cpu_s_per_1k_events']} CPU s/1k, {res['peak_rss_mb']} MB"
+            f"({_fmt(res['first_to_done_events_per_s'])} first→done, {res['from_ready_events_per_s']:,} from ready), "
+            f"{res['cpu_s_per_1k_events']} CPU s/1k (steady {_fmt(res.get('steady_cpu_s_per_1k_events'), '')}), "
+            f"{res['peak_rss_mb']} MB"
             + ("" if res["complete"] else f" — PARTIAL: {res['consumed']:,} of {ctx['total']:,} in {args.timeout:.0f} s"))
         ok = True
         return res
     finally:
         if stop or not ok:
             proc_handle.stop()
+
+
+async def records_in(bootstrap: str, keep) -> dict[str, int]:
+    """Records written so far (sum of end offsets) per topic whose name `keep` accepts: what a contender
+    produced (outputs, dead letters, its changelog). Compaction does not change offsets; under
+    exactly-once, transaction markers take an offset each."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await admin.start()
+    await c.start()
+    try:
+        names = sorted(t for t in await admin.list_topics() if keep(t))
+        described = await admin.describe_topics(names) if names else []
+        tps = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
+        out = {t: 0 for t in names}
+        for tp, off in (await c.end_offsets(tps) if tps else {}).items():
+            out[tp.topic] += off
+        return out
+    finally:
+        await c.stop()
+        await admin.close()
+
+
+def note_written(res: dict, ctx: dict, keep, dlq: str | None = None) -> None:
+    res["records_written"] = asyncio.run(records_in(ctx["bootstrap"], lambda t: keep(t) and t != ctx["input"]
+                                                    and "__assignor" not in t))
+    if dlq is not None:
+        res["dead_letters"] = res["records_written"].get(dlq, 0)
+        res["dead_letter_share"] = round(res["dead_letters"] / ctx["total"], 5)
 
 
 def run_raw(args, ctx) -> dict:
@@ -250,6 +314,7 @@ def run_raw(args, ctx) -> dict:
              dict(os.environ, PYTHONUNBUFFERED="1"), ctx["workdir"], "Ready").start()
     res = drain("raw", p.proc, p, group, args, ctx)
     res["commit_interval_s"] = args.raw_commit_interval
+    note_written(res, ctx, lambda t: t == out)
     return res
 
 
@@ -265,22 +330,39 @@ def run_naive(args, ctx) -> dict:
              ctx["workdir"], "Ready").start()
     res = drain("naive", p.proc, p, app_id, args, ctx)
     res["commit_interval_s"] = 1.0
+    note_written(res, ctx, lambda t: t.startswith("naive") and ctx["run"] in t, env["NAIVE_DLQ"])
     return res
 
 
-def quix_python(args) -> Path | None:
-    py = Path(args.quix_python) if args.quix_python else QUIX_VENV / "bin" / "python"
+def quix_python(args) -> tuple[Path | None, str | None]:
+    """The interpreter for (d): `--quix-python`, or the pinned venv in .leadpulse/bench-quix, created on
+    first use (and again when QUIX_PINS change). (None, why) when it cannot be had."""
+    if args.quix_python:
+        py = Path(args.quix_python)
+    else:
+        py = QUIX_VENV / "bin" / "python"
+        stamp = QUIX_VENV / ".pins"
+        pins = "\n".join(QUIX_PINS) + "\n"
+        if not (py.exists() and stamp.exists() and stamp.read_text() == pins):
+            log(f"installing {' '.join(QUIX_PINS)} into its own venv {QUIX_VENV.relative_to(ROOT)} "
+                "(never beside avro-python3: quixstreams pulls the `avro` package)")
+            shutil.rmtree(QUIX_VENV, ignore_errors=True)
+            try:
+                subprocess.run([sys.executable, "-m", "venv", str(QUIX_VENV)], check=True, capture_output=True,
+                               text=True)
+                subprocess.run([str(QUIX_VENV / "bin" / "pip"), "install", "-q", *QUIX_PINS], check=True,
+                               capture_output=True, text=True, timeout=900)
+            except subprocess.CalledProcessError as exc:
+                return None, f"could not install {' '.join(QUIX_PINS)} into {QUIX_VENV}: {(exc.stderr or '')[-800:]}"
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                return None, f"could not install {' '.join(QUIX_PINS)} into {QUIX_VENV}: {exc}"
+            stamp.write_text(pins)
     if not py.exists():
-        return None
-    ok = subprocess.run([str(py), "-c", "import quixstreams, fastavro"], capture_output=True).returncode == 0
-    return py if ok else None
-
-
-def setup_quix() -> None:
-    log(f"installing Quix Streams into its own venv {QUIX_VENV} (never beside avro-python3)")
-    subprocess.run([sys.executable, "-m", "venv", str(QUIX_VENV)], check=True)
-    subprocess.run([str(QUIX_VENV / "bin" / "pip"), "install", "-q", "quixstreams>=3,<4", "fastavro>=1.9,<2"],
-                   check=True)
+        return None, f"no interpreter at {py}"
+    p = subprocess.run([str(py), "-c", "import quixstreams, fastavro"], capture_output=True, text=True)
+    if p.returncode != 0:
+        return None, f"{py} cannot import quixstreams and fastavro: {p.stderr[-500:]}"
+    return py, None
 
 
 def run_quix(args, ctx, py: Path) -> dict:
@@ -294,6 +376,45 @@ def run_quix(args, ctx, py: Path) -> dict:
     res["commit_interval_s"] = 1.0
     res["version"] = subprocess.run([str(py), "-c", "import quixstreams; print(quixstreams.__version__)"],
                                     capture_output=True, text=True).stdout.strip()
+    note_written(res, ctx, lambda t: "quix" in t and ctx["run"] in t)
+    return res
+
+
+def kstreams_name(threads: int) -> str:
+    name = "kstreams" if threads == 1 else f"kstreams{threads}"
+    LABELS.setdefault(name, f"(e{threads}) Kafka Streams peer, {threads} threads")
+    return name
+
+
+def run_kstreams(args, ctx, threads: int) -> dict:
+    """(e): the Kafka Streams peer (bench/jvm_peer.py), drained like the others, then checked against the
+    scoring core on the base-points-only model (final temperature of every contact, dead letters)."""
+    name = kstreams_name(threads)
+    if "jar" not in ctx:
+        ctx["jar"] = jvm_peer.build(log)
+    prefix = f"ks{threads}-{ctx['run']}"  # application.id = consumer group; its topics start with it
+    changes, dlq = f"{prefix}-changes", f"{prefix}-dlq"
+    asyncio.run(create_topics(ctx["bootstrap"], [changes, dlq], args.partitions))
+    cmd = jvm_peer.command(ctx["jar"], ctx["bootstrap"], ctx["input"], changes, dlq, prefix,
+                           ctx["workdir"] / f"data-{prefix}", threads=threads, guarantee=args.kstreams_guarantee)
+    p = Proc(name, cmd, dict(os.environ), ctx["workdir"], jvm_peer.READY).start()
+    res = drain(name, p.proc, p, prefix, args, ctx)
+    res.update(threads=threads, processing_guarantee=args.kstreams_guarantee, commit_interval_s=1.0,
+               jvm_options=jvm_peer.JVM_OPTS)
+    note_written(res, ctx, lambda t: t.startswith(prefix), dlq)
+    if args.kstreams_guarantee != "at_least_once":  # end offsets count the transaction markers too
+        dead: list = []
+        asyncio.run(read_topic(ctx["bootstrap"], dlq, args.partitions, dead.append))
+        res["dead_letters"] = len(dead)
+        res["dead_letter_share"] = round(len(dead) / ctx["total"], 5)
+    want, want_late = ctx["expected"]
+    latest = asyncio.run(read_latest(ctx["bootstrap"], changes, args.partitions))
+    res["check"] = jvm_peer.check(want, want_late, latest, res["dead_letters"],
+                                  lambda v: ctx["codec"].decode("LifecycleChange", v))
+    ck = res["check"]
+    log(f"{LABELS[name]} check against the scoring core (base points only): "
+        + ("OK" if ck["ok"] else "FAILED") + f", {ck['mismatched']} of {ck['contacts']:,} contacts differ, "
+        f"dead letters {ck['dead_letters']:,} (core: {ck['expected_late']:,} late)")
     return res
 
 
@@ -455,32 +576,6 @@ async def latency_level(ctx, lifecycle_topic: str, rate: float, duration: float,
 
 
 # -- leadpulse: state bytes and recovery ------------------------------------------------------------
-
-async def read_latest(bootstrap: str, topic: str, partitions: int) -> dict[bytes, bytes]:
-    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                         max_partition_fetch_bytes=4 * 1024 * 1024)
-    await c.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        c.assign(tps)
-        await c.seek_to_beginning(*tps)
-        ends = await c.end_offsets(tps)
-        latest: dict[bytes, bytes] = {}
-        remaining = {tp for tp in tps if ends[tp] > 0}
-        while remaining:
-            batch = await c.getmany(timeout_ms=500, max_records=20_000)
-            for tp, msgs in batch.items():
-                for m in msgs:
-                    if m.value is None:
-                        latest.pop(m.key, None)
-                    else:
-                        latest[m.key] = m.value
-                if msgs and msgs[-1].offset + 1 >= ends[tp]:
-                    remaining.discard(tp)
-        return latest
-    finally:
-        await c.stop()
-
 
 def size_stats(values) -> dict:
     sizes = sorted(len(v) for v in values)
@@ -668,10 +763,16 @@ def run_leadpulse(args, ctx, contenders: dict) -> None:
     run_id, bootstrap = ctx["run"], ctx["bootstrap"]
     suffix = f"lp-{run_id}"
     names = topic_env(suffix)
+    changelog = f"{names['LEADPULSE_APP_ID']}-contacts-changelog"
     w = leadpulse_worker(ctx, suffix, "leadpulse").start()
     try:
         lp = drain("leadpulse", w.proc, w, names["LEADPULSE_APP_ID"], args, ctx, stop=False)
         contenders["leadpulse"] = lp
+        note_written(lp, ctx, lambda t: suffix in t, names["LEADPULSE_DLQ_TOPIC"])
+        log(f"leadpulse: {lp['dead_letters']:,} dead letters ({100 * lp['dead_letter_share']:.2f} % of the input)")
+        # the input's contacts as the input left them (the latency levels below add live events to them)
+        lp["state_bytes_after_drain"] = size_stats(asyncio.run(read_latest(bootstrap, changelog, args.partitions)).values())
+        log(f"state bytes per contact after the drain: {lp['state_bytes_after_drain']}")
         if args.latency_seconds > 0:  # the same worker, its backlog drained
             # what the worker burns with no input at all (Faust's loops, the cooling timer catching up with
             # the contacts just scored): the latency levels below run on top of it
@@ -696,11 +797,13 @@ def run_leadpulse(args, ctx, contenders: dict) -> None:
                     f"worker CPU {lv['worker_cpu_utilisation']}")
     finally:
         w.stop()
-    latest = asyncio.run(read_latest(bootstrap, f"{names['LEADPULSE_APP_ID']}-contacts-changelog", args.partitions))
-    lp["state_bytes_after_run"] = size_stats(latest.values())
+    latest = asyncio.run(read_latest(bootstrap, changelog, args.partitions))
+    # the input's contacts only: the latency probes' fresh contacts (two events each) would dilute it
+    inputs = [v for k, v in latest.items() if not k.startswith(b"lat-")] or list(latest.values())
+    lp["state_bytes_after_run"] = size_stats(inputs)
     log(f"state bytes per contact after the run: {lp['state_bytes_after_run']}")
     if args.recovery_contacts > 0:
-        templates = [v for k, v in latest.items() if not k.startswith(b"lat-")] or list(latest.values())
+        templates = inputs
         lp["recovery"] = run_recovery(args, ctx, templates)
     if args.profile:
         total = asyncio.run(_end_total(bootstrap, ctx["input"], args.partitions))
@@ -730,33 +833,46 @@ def run(args) -> dict:
         "input": {"events": args.events, "contacts": args.contacts, "partitions": args.partitions,
                   "format": "Avro BehaviourEvent v2, Confluent framing"},
     }
+    errors: dict[str, str] = {}  # contender -> why it failed or could not run (a failed line in the results)
+    not_run: dict[str, str] = {}  # contender -> why it was not asked for
+    result["errors"] = errors
+    result["not_run"] = not_run
+    for name in ("raw", "naive", "quix", "kstreams", "leadpulse"):
+        if name not in args.only:
+            not_run[name] = "not in --only"
+    if "kstreams" in args.only and 2 not in args.kstreams_threads:
+        not_run["kstreams2"] = "not in --kstreams-threads"
     py_quix = None
     if args.no_quix:
-        result["quix_skipped"] = "--no-quix"
-    else:
-        if args.setup_quix and quix_python(args) is None:
-            setup_quix()
-        py_quix = quix_python(args)
+        not_run["quix"] = "--no-quix"
+    elif "quix" in args.only:
+        py_quix, why = quix_python(args)
         if py_quix is None:
-            result["quix_skipped"] = (f"no Quix Streams venv at {QUIX_VENV} (run with --setup-quix once; it is kept "
-                                      "out of the project's venv because it pulls the `avro` package)")
+            errors["quix"] = why
     with own_broker(workdir / "kafka") as bootstrap:
         input_topic = f"bench-in-{run_id}"
         ctx = {"run": run_id, "bootstrap": bootstrap, "input": input_topic, "total": args.events, "workdir": workdir,
                "contacts": args.contacts, "partitions": args.partitions, "codec": AvroCodec()}
         t = time.perf_counter()
-        records = dataset(args.events, args.contacts, seed=args.seed)
+        records = events(args.events, args.contacts, seed=args.seed, kind=args.input)
+        encoded = encode(records)
         gen_s = time.perf_counter() - t
-        asyncio.run(create_topics(bootstrap, [input_topic], args.partitions))
-        produce_s = asyncio.run(produce_all(bootstrap, input_topic, records))
+        tolerance = default_rules().late_tolerance_ms
+        late = late_events(records, tolerance)
+        if "kstreams" in args.only:  # what the peer must say, by the scoring core (outside every measurement)
+            ctx["expected"] = jvm_peer.expected(records)
         del records
-        result["input"].update(topic=input_topic, dataset_s=round(gen_s, 1), produce_s=round(produce_s, 1))
-        log(f"input: {args.events:,} events over {args.contacts:,} contacts in {input_topic} "
+        asyncio.run(create_topics(bootstrap, [input_topic], args.partitions))
+        produce_s = asyncio.run(produce_all(bootstrap, input_topic, encoded))
+        del encoded
+        result["input"].update(kind=args.input, topic=input_topic, dataset_s=round(gen_s, 1),
+                               produce_s=round(produce_s, 1), late_events=late, late_share=round(late / args.events, 5),
+                               late_tolerance_days=tolerance / 86_400_000)
+        log(f"input: {args.events:,} events over {args.contacts:,} contacts ({args.input}: {late:,} = "
+            f"{100 * late / args.events:.2f} % older than the late tolerance when they arrive) in {input_topic} "
             f"(generated {gen_s:.1f} s, produced {produce_s:.1f} s); broker {bootstrap}")
         contenders: dict[str, dict] = {}
         result["contenders"] = contenders
-        errors: dict[str, str] = {}
-        result["errors"] = errors
 
         def attempt(name: str, fn) -> None:
             """One contender; a failure is recorded (and the run goes on) instead of losing the others."""
@@ -773,8 +889,10 @@ def run(args) -> dict:
                 attempt("naive", lambda: contenders.__setitem__("naive", run_naive(args, ctx)))
             if "quix" in args.only and py_quix is not None:
                 attempt("quix", lambda: contenders.__setitem__("quix", run_quix(args, ctx, py_quix)))
-                if "quix" in errors:
-                    result["quix_skipped"] = f"failed against the local broker: {errors['quix'][:500]}"
+            if "kstreams" in args.only:
+                for threads in args.kstreams_threads:
+                    name = kstreams_name(threads)
+                    attempt(name, lambda: contenders.__setitem__(name, run_kstreams(args, ctx, threads)))
             if "leadpulse" in args.only:
                 attempt("leadpulse", lambda: run_leadpulse(args, ctx, contenders))
         finally:
@@ -814,14 +932,17 @@ async def _delete_run_topics(bootstrap: str, run_id: str) -> None:
 # -- reporting -------------------------------------------------------------------------------------
 
 def ratios(res: dict) -> dict:
+    """leadpulse over each other contender: events/s, events per CPU second (ready → done) and events per
+    CPU second in the steady window (first → next-to-last commit, start-up and JIT warm-up left out)."""
     c = res["contenders"]
-    lp = c.get("leadpulse", {}).get("events_per_s")
+    lp = c.get("leadpulse", {})
     out = {}
-    for other in ("raw", "naive", "quix"):
-        o = c.get(other, {}).get("events_per_s")
-        out[f"leadpulse/{other}"] = round(lp / o, 2) if lp and o else None
-        ocpu, lcpu = c.get(other, {}).get("events_per_cpu_s"), c.get("leadpulse", {}).get("events_per_cpu_s")
-        out[f"leadpulse/{other} per CPU s"] = round(lcpu / ocpu, 2) if lcpu and ocpu else None
+    for other in [k for k in c if k != "leadpulse"]:
+        o = c[other]
+        for label, key in (("", "events_per_s"), (" per CPU s", "events_per_cpu_s"),
+                           (" per CPU s, steady", "steady_events_per_cpu_s")):
+            a, b = lp.get(key), o.get(key)
+            out[f"leadpulse/{other}{label}"] = round(a / b, 2) if a and b else None
     return out
 
 
@@ -833,8 +954,17 @@ def verdicts(res: dict) -> list[tuple[str, str, str, bool | None]]:
     def row(target, measured, ok):
         rows.append((target, measured, "met" if ok else ("missed" if ok is not None else "n/a"), ok))
     v = r.get("leadpulse/raw")
-    row(f"(c) ≥ {TARGETS['vs_raw']} × (a)", f"{v} ×" if v is not None else "n/a",
+    row(f"(c) ≥ {TARGETS['vs_raw']} × (a)",
+        f"{v} × (per CPU s {r.get('leadpulse/raw per CPU s')} ×)" if v is not None else "n/a",
         None if v is None else v >= TARGETS["vs_raw"])
+    v = r.get("leadpulse/kstreams per CPU s")
+    ks = res["contenders"].get("kstreams", {})
+    checked = ks.get("check", {}).get("ok")
+    row(f"(c) ≥ {TARGETS['vs_kstreams_cpu']} × (e) per CPU s",
+        (f"{v} × (steady {_fmt(r.get('leadpulse/kstreams per CPU s, steady'), '')} ×; "
+         f"events/s {r.get('leadpulse/kstreams')} ×)"
+         + ("" if checked else "; the peer's check FAILED, so not comparable")) if v is not None else "n/a",
+        None if v is None or not checked else v >= TARGETS["vs_kstreams_cpu"])
     v = r.get("leadpulse/naive")
     row(f"(c) ≥ {TARGETS['vs_naive']:g} × (b)", f"{v} ×" if v is not None else "n/a",
         None if v is None else v >= TARGETS["vs_naive"])
@@ -846,38 +976,82 @@ def verdicts(res: dict) -> list[tuple[str, str, str, bool | None]]:
     rr = rec.get("contacts_per_s_restore_phase")
     row(f"recovery ≥ {TARGETS['recovery_per_s']:,} contacts/s", f"{rr:,}/s" if rr else "n/a",
         None if not rr else rr >= TARGETS["recovery_per_s"])
-    sb = lp.get("state_bytes_after_run", {})
-    row(f"≤ {TARGETS['state_bytes']} B state per contact",
+    sb = lp.get("state_bytes_after_drain", {})
+    row(f"≤ {TARGETS['state_bytes']} B state per contact (after the drain)",
         f"mean {sb.get('mean')} B, p99 {sb.get('p99')} B" if sb else "n/a",
         None if not sb else sb["p99"] <= TARGETS["state_bytes"])
     return rows
+
+
+def _fmt(v, spec: str = ",") -> str:
+    return "—" if v is None else format(v, spec)
 
 
 def markdown(res: dict) -> str:
     c = res["contenders"]
     inp = res["input"]
     m = res["machine"]
+    errors, not_run = res.get("errors", {}), res.get("not_run", {})
     lines = [
         f"# bench/compare.py — run {res['run']} ({res['mode']}, {res['started']})", "",
         f"{inp['events']:,} Avro behaviour events over {inp['contacts']:,} contacts, {inp['partitions']} partitions, "
-        f"produced once; one worker process per contender, one after the other, on the local broker. "
-        f"Machine: {m['cpus']} CPUs, shared (load average {m['loadavg_at_start'][0]} at start, "
+        f"input `{inp.get('kind', 'late')}`, produced once; one process per contender, one after the other, on the "
+        f"local broker. Machine: {m['cpus']} CPUs, shared (load average {m['loadavg_at_start'][0]} at start, "
         f"{m.get('loadavg_at_end', ['?'])[0]} at end).", "",
-        "| contender | events/s (sustained) | first→done | from ready | CPU s / 1k events | events / CPU s | peak RSS MB | broker CPU s / 1k | machine load avg |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for key in ("raw", "naive", "quix", "leadpulse"):
+    if "late_events" in inp:
+        lp_dl = c.get("leadpulse", {}).get("dead_letters")
+        lines += [f"Late events in the input (older than the {inp['late_tolerance_days']:g}-day tolerance relative to "
+                  f"their contact's newest event when they arrive): {inp['late_events']:,} = "
+                  f"{100 * inp['late_share']:.3f} %"
+                  + (f"; leadpulse dead-lettered {lp_dl:,} = {100 * lp_dl / inp['events']:.3f} %." if lp_dl is not None
+                     else "."), ""]
+    lines += [
+        "| contender | events/s (sustained) | first→done | from ready | CPU s / 1k events | steady CPU s / 1k | "
+        "events / CPU s | peak RSS MB | dead letters | broker CPU s / 1k | machine load avg |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    names = [k for k in ORDER if k in c or k in errors or k in not_run]
+    names += [k for k in list(c) + list(errors) if k not in names]
+    for key in names:
+        label = LABELS.get(key, key)
+        if key in errors:
+            lines.append(f"| {label} | **FAILED**: {errors[key][:300]} | | | | | | | | | |")
+            continue
         if key not in c:
+            lines.append(f"| {label} | not run: {not_run[key]} | | | | | | | | | |")
             continue
         r = c[key]
         partial = "" if r.get("complete", True) else f" (partial: {r['consumed']:,} events)"
-        lines.append(f"| {LABELS[key]}{partial} | {r['events_per_s']:,} | {r.get('first_to_done_events_per_s') or 0:,} | "
-                     f"{r.get('from_ready_events_per_s', 0):,} | {r.get('cpu_s_per_1k_events')} | "
-                     f"{r.get('events_per_cpu_s') or 0:,} | {r.get('peak_rss_mb')} | {r.get('broker_cpu_s_per_1k_events')} | "
+        dl = r.get("dead_letters")
+        lines.append(f"| {label}{partial} | {r['events_per_s']:,} | {_fmt(r.get('first_to_done_events_per_s'))} | "
+                     f"{_fmt(r.get('from_ready_events_per_s'))} | {r.get('cpu_s_per_1k_events')} | "
+                     f"{_fmt(r.get('steady_cpu_s_per_1k_events'), '')} | {_fmt(r.get('events_per_cpu_s'))} | "
+                     f"{r.get('peak_rss_mb')} | {_fmt(dl) if 'dead_letters' in r else 'n/a'} | "
+                     f"{r.get('broker_cpu_s_per_1k_events')} | "
                      f"{'→'.join(str(x) for x in r.get('loadavg_1m', [])) or '—'} |")
-    if "quix" not in c:
-        lines.append(f"| {LABELS['quix']} | skipped: {res.get('quix_skipped', 'not run')} | | | | | | | |")
-    lines += ["", "Ratios: " + ", ".join(f"{k} = {v}" for k, v in res["ratios"].items() if v is not None), ""]
+    lines += ["", "Ratios: " + ", ".join(f"{k} = {v}" for k, v in res["ratios"].items() if v is not None), "",
+              "CPU s / 1k is ready → all committed, start-up and the JVM's JIT warm-up included. Steady CPU s / 1k "
+              f"runs from the first commit past {res.get('warmup_fraction', 0.2):.0%} of the input to the next-to-last "
+              "commit, for every contender alike (— when the drain had too few commits for it).", ""]
+    written = {k: r["records_written"] for k, r in c.items() if r.get("records_written")}
+    if written:
+        lines += ["Records each contender wrote (its outputs, dead letters and changelog; end offsets):", ""]
+        for k, topics in written.items():
+            lines.append(f"- {LABELS.get(k, k)}: " + ", ".join(f"`{t}` {n:,}" for t, n in topics.items() if n))
+        lines.append("")
+    checks = {k: r["check"] for k, r in c.items() if r.get("check")}
+    if checks:
+        lines += ["## Kafka Streams peer: checked against the scoring core", "",
+                  "Final temperature of every contact, and the dead letters, against leadpulse's core on the same "
+                  "input with the base-points-only model (default rules without caps and property rules):", ""]
+        for k, ck in checks.items():
+            lines.append(f"- {LABELS.get(k, k)}: **{'OK' if ck['ok'] else 'FAILED'}**, {ck['mismatched']} of "
+                         f"{ck['contacts']:,} contacts differ (expected {ck['expected_temperatures']}); dead letters "
+                         f"{ck['dead_letters']:,}, core's late events {ck['expected_late']:,}"
+                         + (f"; e.g. {', '.join(ck['mismatched_examples'])}" if ck["mismatched"] else "")
+                         + f"; {c[k]['threads']} stream thread(s), {c[k]['processing_guarantee']}.")
+        lines.append("")
     lp = c.get("leadpulse", {})
     if lp.get("latency"):
         idle = lp.get("idle_cpu_utilisation_after_drain")
@@ -902,10 +1076,12 @@ def markdown(res: dict) -> str:
                   f"then Faust's own recovery {rec.get('faust_restore_phase_s') if rec.get('faust_restore_phase_s') is not None else '—'} s); "
                   f"worker start → Ready {rec['start_to_ready_s']} s ({rec['contacts_per_s_start_to_ready']:,}/s); "
                   f"peak RSS {rec['peak_rss_mb']} MB; restored contact lookup HTTP {rec['restored_contact_lookup']['http_status']}.", ""]
-    if lp.get("state_bytes_after_run"):
-        sb = lp["state_bytes_after_run"]
-        lines += [f"State bytes per contact after the run ({sb['contacts']:,} contacts): mean {sb['mean']}, "
-                  f"p50 {sb['p50']}, p99 {sb['p99']}, max {sb['max']}.", ""]
+    for key, when in (("state_bytes_after_drain", "after the drain"),
+                      ("state_bytes_after_run", "after the latency levels (their live events added)")):
+        sb = lp.get(key)
+        if sb:
+            lines += [f"State bytes per input contact {when} ({sb['contacts']:,} contacts): mean {sb['mean']}, "
+                      f"p50 {sb['p50']}, p99 {sb['p99']}, max {sb['max']}.", ""]
     if res.get("errors"):
         lines += ["## Failures", ""] + [f"- {k}: `{v[:300]}`" for k, v in res["errors"].items()] + [""]
     lines += ["## Targets", "", "| target | measured | verdict |", "|---|---|---|"]
@@ -932,11 +1108,11 @@ def plot(res: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     c = res["contenders"]
-    keys = [k for k in ("raw", "naive", "quix", "leadpulse") if k in c]
+    keys = [k for k in ORDER if k in c] + [k for k in c if k not in ORDER]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8))
     vals = [c[k]["events_per_s"] for k in keys]
-    colors = {"raw": "#999999", "naive": "#d62728", "quix": "#9467bd", "leadpulse": "#1f77b4"}
-    bars = ax1.barh([LABELS[k] for k in keys], vals, color=[colors[k] for k in keys])
+    colors = {"raw": "#999999", "naive": "#d62728", "quix": "#9467bd", "leadpulse": "#1f77b4", "kstreams": "#2ca02c"}
+    bars = ax1.barh([LABELS.get(k, k) for k in keys], vals, color=[colors.get(k, "#98df8a") for k in keys])
     for b, k in zip(bars, keys):
         r = c[k]
         ax1.text(b.get_width(), b.get_y() + b.get_height() / 2,
@@ -983,15 +1159,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recovery-timeout", type=float, default=900)
     p.add_argument("--raw-commit-interval", type=float, default=0.1,
                    help="(a) commits this often (default 0.1 s: it drains the quick input in under a second)")
-    p.add_argument("--only", default="raw,naive,quix,leadpulse", help="comma-separated contenders to run")
+    p.add_argument("--input", choices=INPUTS, default="realistic",
+                   help="realistic (default: a live feed replayed, < 0.1 %% late) or late (shuffled over 20 days, "
+                        "about 40 %% late: the input before issue 16)")
+    p.add_argument("--only", default="raw,naive,quix,kstreams,leadpulse", help="comma-separated contenders to run")
     p.add_argument("--profile", action="store_true", help="also drain the input once under cProfile (leadpulse)")
-    p.add_argument("--setup-quix", action="store_true", help="create the Quix Streams venv if it is missing")
-    p.add_argument("--no-quix", action="store_true")
-    p.add_argument("--quix-python", help="interpreter that has quixstreams (default .leadpulse/bench-quix)")
+    p.add_argument("--no-quix", action="store_true", help="leave (d) out (reported as not run)")
+    p.add_argument("--quix-python", help="interpreter that has quixstreams (default: the pinned venv "
+                                         ".leadpulse/bench-quix, created on first use)")
+    p.add_argument("--kstreams-threads", default="1,2",
+                   help="stream thread counts of the Kafka Streams peer, one run each (default 1,2)")
+    p.add_argument("--kstreams-guarantee", choices=jvm_peer.GUARANTEES, default="at_least_once")
+    p.add_argument("--warmup-fraction", type=float, default=0.2,
+                   help="the steady CPU figures start at the first commit past this share of the input (default 0.2)")
     p.add_argument("--keep-topics", action="store_true", help="do not delete this run's topics at the end")
-    p.add_argument("--out", default="compare", help="result file stem under bench/results (default compare)")
+    p.add_argument("--out", help="result file stem under bench/results (default compare, quick: compare-quick)")
     args = p.parse_args(argv)
     q = args.quick
+    args.out = args.out or ("compare-quick" if q else "compare")
+    args.kstreams_threads = [int(x) for x in args.kstreams_threads.split(",") if x.strip()]
     args.events = args.events or (50_000 if q else 500_000)
     args.contacts = args.contacts or (5_000 if q else 50_000)
     if args.latency_seconds is None:
@@ -1000,6 +1186,7 @@ def main(argv: list[str] | None = None) -> int:
         args.recovery_contacts = 100_000 if q else 1_000_000
     args.only = set(args.only.split(","))
     res = run(args)
+    res["warmup_fraction"] = args.warmup_fraction
     res["ratios"] = ratios(res)
     res["targets"] = [{"target": t, "measured": m, "verdict": v} for t, m, v, _ in verdicts(res)]
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -1009,11 +1196,18 @@ def main(argv: list[str] | None = None) -> int:
         plot(res, RESULTS / f"{args.out}.png")
     print(markdown(res))
     r = res["ratios"]
+    why = {**res.get("not_run", {}), **res.get("errors", {})}
 
-    def fmt(key):
+    def fmt(key: str, other: str) -> str:
         v = r.get(key)
-        return f"{v}" if v is not None else ("n/a (" + res.get("quix_skipped", "not run") + ")" if "quix" in key else "n/a")
-    print(f"ratios: (c)/(a) = {fmt('leadpulse/raw')}, (c)/(b) = {fmt('leadpulse/naive')}, (c)/(d) = {fmt('leadpulse/quix')}")
+        missing = next((f"{n}: {why[n]}" for n in ("leadpulse", other) if n in why), "not measured")
+        return f"{v}" if v is not None else f"n/a ({missing[:80]})"
+    ks_ok = res["contenders"].get("kstreams", {}).get("check", {}).get("ok")
+    print(f"ratios: leadpulse/Kafka Streams per CPU s = {fmt('leadpulse/kstreams per CPU s', 'kstreams')} "
+          f"(steady {fmt('leadpulse/kstreams per CPU s, steady', 'kstreams')}"
+          + ("" if ks_ok or "kstreams" not in res["contenders"] else "; peer check FAILED") + "), "
+          f"leadpulse/raw aiokafka = {fmt('leadpulse/raw', 'raw')} (per CPU s {fmt('leadpulse/raw per CPU s', 'raw')}), "
+          f"(c)/(b) = {fmt('leadpulse/naive', 'naive')}, (c)/(d) = {fmt('leadpulse/quix', 'quix')}")
     return 0
 
 

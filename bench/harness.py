@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import TopicPartition
 
@@ -52,10 +52,26 @@ def broker():
         shutil.rmtree(state, ignore_errors=True)
 
 
-def dataset(n_events: int, n_contacts: int, seed: int = 7, span_days: float = 20.0) -> list[tuple[bytes, bytes]]:
-    """`n_events` Avro behaviour events (Confluent framing) over `n_contacts`, keyed by contact."""
+INPUTS = ("realistic", "late")
+
+
+def events(n_events: int, n_contacts: int, seed: int = 7, span_days: float = 20.0,
+           kind: str = "realistic") -> list[dict]:
+    """`n_events` behaviour-event records over `n_contacts` (uniform), spread over the last `span_days`
+    days of event time, in the order they are produced.
+
+    - "realistic": a live feed replayed. Events are produced in the order they reach the platform:
+      event time plus a delivery delay, 97 % within seconds (exponential, mean 2 s: tracking pixels,
+      web hooks), 2.9 % up to 6 hours late (hourly syncs of e-mail and webinar platforms), 0.1 % 8 to
+      30 days late (a re-sent export). Only that last 0.1 % can be older than the 7-day late tolerance
+      relative to its contact's newest event, so the dead-letter share stays below 0.1 %.
+    - "late": the input `make bench` used until issue 16, kept to compare with older runs and to load the
+      late path: every event at a random instant of the span, produced in random order, so each contact's
+      events arrive shuffled over 20 days and about 40 % are more than 7 days older than one already seen.
+    """
+    if kind not in INPUTS:
+        raise ValueError(f"unknown input {kind!r} (expected one of {', '.join(INPUTS)})")
     rnd = random.Random(seed)
-    codec = AvroCodec()
     kinds = [k for k in EVENT_MIX for _ in range(k[1])]
     now = int(time.time() * 1000)
     span = int(span_days * 86_400_000)
@@ -63,10 +79,49 @@ def dataset(n_events: int, n_contacts: int, seed: int = 7, span_days: float = 20
     for i in range(n_events):
         cid = f"contact-{rnd.randrange(n_contacts)}"
         etype, _, props = rnd.choice(kinds)
-        rec = {"event_id": f"ev-{seed}-{i}", "contact_id": cid, "anonymous_id": None, "event_type": etype,
-               "occurred_at": now - rnd.randrange(span), "source": "bench", "properties": props}
-        out.append((cid.encode(), codec.encode("BehaviourEvent", rec)))
+        out.append({"event_id": f"ev-{seed}-{i}", "contact_id": cid, "anonymous_id": None, "event_type": etype,
+                    "occurred_at": now - rnd.randrange(span), "source": "bench", "properties": props})
+    if kind == "realistic":
+        def arrival(rec: dict) -> float:
+            r = rnd.random()
+            if r < 0.97:
+                delay = rnd.expovariate(1 / 2_000)
+            elif r < 0.999:
+                delay = rnd.uniform(0, 6 * 3_600_000)
+            else:
+                delay = rnd.uniform(8 * 86_400_000, 30 * 86_400_000)
+            return rec["occurred_at"] + delay
+        keyed = [(arrival(rec), rec) for rec in out]
+        keyed.sort(key=lambda kv: kv[0])
+        out = [rec for _, rec in keyed]
     return out
+
+
+def late_events(records: list[dict], tolerance_ms: int) -> int:
+    """How many of `records`, applied in this order, are older than the late tolerance relative to their
+    contact's newest event so far: the rule of the scoring core (`scoring/model.py`), which dead-letters them."""
+    newest: dict[str, int] = {}
+    late = 0
+    for rec in records:
+        cid, t = rec["contact_id"], rec["occurred_at"]
+        wm = newest.get(cid, 0)
+        if t < max(1, wm - tolerance_ms):
+            late += 1
+        elif t > wm:
+            newest[cid] = t
+    return late
+
+
+def encode(records: list[dict]) -> list[tuple[bytes, bytes]]:
+    """(key, Confluent-framed Avro value) pairs, keyed by contact."""
+    codec = AvroCodec()
+    return [(rec["contact_id"].encode(), codec.encode("BehaviourEvent", rec)) for rec in records]
+
+
+def dataset(n_events: int, n_contacts: int, seed: int = 7, span_days: float = 20.0,
+            kind: str = "realistic") -> list[tuple[bytes, bytes]]:
+    """`events(...)` encoded: Avro behaviour events (Confluent framing) over `n_contacts`, keyed by contact."""
+    return encode(events(n_events, n_contacts, seed, span_days, kind))
 
 
 async def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
@@ -99,6 +154,47 @@ async def produce_all(bootstrap: str, topic: str, records, partitions: int | Non
     finally:
         await producer.stop()
     return time.perf_counter() - t
+
+
+async def read_topic(bootstrap: str, topic: str, partitions: int, on_record, timeout: float = 300.0) -> None:
+    """Every committed record of `topic`, from the start to the end offsets taken first, to `on_record`.
+    A partition is done when the consumer's position reaches its end offset, so a transaction marker in
+    last place (exactly-once writers) ends it too."""
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                         isolation_level="read_committed", max_partition_fetch_bytes=4 * 1024 * 1024)
+    await c.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        c.assign(tps)
+        await c.seek_to_beginning(*tps)
+        ends = await c.end_offsets(tps)
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        deadline = time.monotonic() + timeout
+        while remaining:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}: not read to its end offsets in {timeout:.0f} s")
+            batch = await c.getmany(timeout_ms=500, max_records=20_000)
+            for msgs in batch.values():
+                for m in msgs:
+                    on_record(m)
+            for tp in list(remaining):
+                if await c.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        await c.stop()
+
+
+async def read_latest(bootstrap: str, topic: str, partitions: int, timeout: float = 300.0) -> dict[bytes, bytes]:
+    """The latest committed value per key of `topic` (a tombstone removes the key)."""
+    latest: dict[bytes, bytes] = {}
+
+    def keep(m) -> None:
+        if m.value is None:
+            latest.pop(m.key, None)
+        else:
+            latest[m.key] = m.value
+    await read_topic(bootstrap, topic, partitions, keep, timeout)
+    return latest
 
 
 @dataclass
@@ -153,8 +249,6 @@ async def wait_group_done(bootstrap: str, group: str, topic: str, total: int, ti
 
 
 def end_offsets_sync(bootstrap: str, topic: str, partitions: int) -> int:
-    from aiokafka import AIOKafkaConsumer
-
     async def run():
         c = AIOKafkaConsumer(bootstrap_servers=bootstrap)
         await c.start()

@@ -1,7 +1,7 @@
 """`make bench-pipeline`: events/s of one leadpulse worker on the local broker.
 
-The input (default 100k Avro behaviour events over 10k contacts, 4 partitions) is produced before the
-worker starts, so the worker drains a backlog: throughput = events / (all offsets committed − worker
+The input (default 100k Avro behaviour events over 10k contacts, 4 partitions, `--input realistic` or
+`late`: see `bench.harness.events`) is produced before the worker starts, so the worker drains a backlog: throughput = events / (all offsets committed − worker
 ready). Offsets are committed every second, so the figure is good to about a second of the run."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import RESULTS, broker, create_topics, dataset, produce_all, wait_group_done  # noqa: E402
+from bench.harness import INPUTS, RESULTS, broker, create_topics, dataset, produce_all, wait_group_done  # noqa: E402
 from tools.runtime import Worker, topic_env  # noqa: E402
 
 
@@ -27,7 +27,7 @@ def run(args) -> dict:
         names = topic_env(suffix)
         topic = names["LEADPULSE_EVENTS_TOPIC"]
         t = time.perf_counter()
-        records = dataset(args.events, args.contacts, seed=args.seed)
+        records = dataset(args.events, args.contacts, seed=args.seed, kind=args.input)
         gen_s = time.perf_counter() - t
         asyncio.run(create_topics(bootstrap, [topic], args.partitions))
         produce_s = asyncio.run(produce_all(bootstrap, topic, records))
@@ -45,7 +45,7 @@ def run(args) -> dict:
         elapsed = res["done"] - ready
         return {
             "benchmark": "pipeline-one-worker",
-            "events": args.events, "contacts": args.contacts, "partitions": args.partitions,
+            "events": args.events, "contacts": args.contacts, "partitions": args.partitions, "input": args.input,
             "store": args.store, "processing_guarantee": args.guarantee,
             "dataset_seconds": round(gen_s, 2), "produce_seconds": round(produce_s, 2),
             "elapsed_seconds": round(elapsed, 2),
@@ -63,6 +63,8 @@ def main(argv=None) -> int:
     p.add_argument("--store", default="rocksdb://", choices=["rocksdb://", "memory://"])
     p.add_argument("--guarantee", default="at_least_once", choices=["at_least_once", "exactly_once"])
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--input", choices=INPUTS, default="realistic",
+                   help="realistic (< 0.1 %% late) or late (about 40 %% dead-lettered: the input before issue 16)")
     p.add_argument("--timeout", type=float, default=600)
     p.add_argument("--json", action="store_true", help="print only the JSON result")
     args = p.parse_args(argv)
