@@ -86,17 +86,34 @@ def unique() -> str:
     return uuid.uuid4().hex[:10]
 
 
+def _process_logs(item) -> list:
+    """The logs of the worker and collector processes a test used: under its tmp_path, and those of
+    the processes its fixtures hold (a module-scoped stack lives in another directory)."""
+    from pathlib import Path
+
+    funcargs = getattr(item, "funcargs", {}) or {}
+    found = set()
+    tmp = funcargs.get("tmp_path")
+    if tmp is not None:
+        found.update(Path(tmp).glob("**/worker-*.log"))
+    for value in funcargs.values():
+        for obj in value if isinstance(value, (tuple, list)) else (value,):
+            path = getattr(obj, "log_path", None)
+            if isinstance(path, Path) and path.exists():
+                found.add(path)
+    return sorted(found)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """A failed test's worker logs are copied to .leadpulse/test-logs/<test>/ (pytest rotates its
-    tmp dirs away; a flaky failure in CI is only worth something with the whole log)."""
+    """A failed test's worker and collector logs are copied to .leadpulse/test-logs/<test>/ (pytest
+    rotates its tmp dirs away; a flaky failure in CI is only worth something with the whole log)."""
     outcome = yield
     report = outcome.get_result()
-    tmp = item.funcargs.get("tmp_path") if hasattr(item, "funcargs") else None
-    if report.when == "call" and report.failed and tmp is not None:
+    if report.when == "call" and report.failed:
         from pathlib import Path
 
-        logs = sorted(Path(tmp).glob("**/worker-*.log"))
+        logs = _process_logs(item)
         if logs:
             dest = Path(__file__).resolve().parent.parent / ".leadpulse" / "test-logs" / item.name
             dest.mkdir(parents=True, exist_ok=True)
