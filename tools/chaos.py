@@ -39,6 +39,7 @@ import logging
 import math
 import os
 import random
+import re
 import shutil
 import signal
 import struct
@@ -574,8 +575,10 @@ class Run:
                         self.killed.discard(w.name)
                         w.start()
                         continue
-                    reason = next((line for line in reversed(w.log_text().splitlines()) if any(
-                        mark in line for mark in ("Crashed reason=", "leadpulse: error:", "stopping the worker"))), "")
+                    lines = w.log_text().splitlines()[-400:]
+                    reason = next((line for line in reversed(lines) if any(
+                        mark in line for mark in ("Crashed reason=", "leadpulse: error:", "stopping the worker"))),
+                        next((line for line in reversed(lines) if re.match(r"\w+(Error|Exception|Exit)\b", line)), ""))
                     self.faults["worker exited by itself (restarted)"] += 1
                     self.crashes[f"exit {w.proc.returncode}: {reason.split('] ', 3)[-1][:240]}"] += 1
                     w.start()
