@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import logging
 import math
@@ -154,11 +155,11 @@ def fault_schedule(p: Profile, produce_s: float) -> list[Fault]:
 
     def place(duration: float, avoid: list[tuple[float, float]] = ()) -> float:
         lo, hi = 2.0, produce_s - duration - 2.0
-        for _ in range(2000):
-            if hi < lo:
-                break
-            t = round(rnd.uniform(lo, hi), 1)
-            if all(t + duration + 0.5 <= a or t >= b + 0.5 for a, b in [*busy, *avoid]):
+        free = lambda t: all(t + duration + 0.5 <= a or t >= b + 0.5 for a, b in [*busy, *avoid])  # noqa: E731
+        # random starts first; when the time is tight, the first free slot (still a function of the seed)
+        drawn = (round(rnd.uniform(lo, hi), 1) for _ in range(2000 if hi >= lo else 0))  # lazily: draws stop at a fit
+        for t in itertools.chain(drawn, (lo + k / 2 for k in range(int((hi - lo) * 2) + 1))):
+            if free(t):
                 busy.append((t, t + duration))
                 return t
         raise ValueError(f"the network faults do not fit in {produce_s:.0f} s of production: send more events "

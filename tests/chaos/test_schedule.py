@@ -33,8 +33,8 @@ def test_the_schedule_is_a_function_of_the_seed_and_has_every_fault_asked_for(na
     assert all(lo <= f.latency_ms <= hi and 0 < f.jitter_ms <= f.latency_ms / 2 for f in a if f.kind == chaos.LATENCY)
 
 
-@settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 10_000), produce_s=st.floats(180, 400))
+@settings(max_examples=300, deadline=None)
+@given(seed=st.integers(0, 10_000), produce_s=st.floats(210, 400))
 def test_network_faults_never_overlap_and_the_blackout_is_seen_alone(seed, produce_s):
     p = replace(chaos.RUNS["full"], seed=seed)
     schedule = chaos.fault_schedule(p, produce_s)
@@ -93,3 +93,9 @@ def test_order_dependent_differences_are_reported_not_gated_and_duplicates_gate_
                  "dlq_poison_missing", "dlq_valid_events", "fuzz_escapes", "extra_events"):
         failed = replace(s, **{gate: 1})
         assert not failed.ok and "FAIL" in failed.table(), gate
+
+
+@pytest.mark.parametrize("name, produce_s", [("short", 12_400 / 400), ("full", 210_000 / 1_000)])
+def test_every_seed_gets_a_schedule_for_the_shipped_profiles(name, produce_s):
+    for seed in range(300):
+        assert chaos.fault_schedule(replace(chaos.RUNS[name], seed=seed), produce_s)
