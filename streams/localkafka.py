@@ -19,6 +19,9 @@ Python::
     kafka = LocalKafka()              # or LocalKafka(state_dir=tmp_path, port=..., extra_properties={...})
     bootstrap = kafka.start()         # "127.0.0.1:PORT"; idempotent
     kafka.stop()
+    # a second listener PROXIED, advertised at a TCP fault proxy's port (tools/faultproxy.py):
+    kafka = LocalKafka(state_dir=tmp_path, advertise_proxied=PROXY_PORT)
+    kafka.start(); kafka.proxied_port   # the proxy's upstream: 127.0.0.1:<proxied_port>
     # authenticated: SASL_PLAINTEXT + SCRAM-SHA-512 (SASL_SSL with tls=make_tls_files(dir))
     kafka = LocalKafka.with_scram("leadpulse", password, state_dir=tmp_path)
 
@@ -26,6 +29,7 @@ CLI::
 
     python -m streams.localkafka start|stop|status|wipe [--dir D] [--port P] [--json] [--timeout S]
         [--scram-user U --scram-password-file F]     (start: an authenticated SASL_PLAINTEXT listener)
+        [--advertise-proxied PORT]                   (start: a PROXIED listener advertised at PORT)
 
 Environment: LEADPULSE_KAFKA_DIR (state dir), LEADPULSE_KAFKA_PORT (fixed port),
 LEADPULSE_KAFKA_VERSION (default 4.1.1), LEADPULSE_KAFKA_CACHE (jar cache root),
@@ -67,6 +71,8 @@ DEPENDENCY_PLUGIN_VERSION = "3.8.1"
 
 HOST = "127.0.0.1"
 NODE_ID = 1
+# The opt-in second client listener, advertised at a TCP proxy's port (see LocalKafka.__init__).
+PROXIED = "PROXIED"
 DEFAULT_TIMEOUT = 90.0
 STOP_TIMEOUT = 30.0
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
@@ -325,8 +331,16 @@ class LocalKafka:
 
     def __init__(self, state_dir: Path | str | None = None, port: int | None = None,
                  extra_properties: Mapping[str, object] | None = None, *,
-                 format_args: Sequence[str] = (), version: str | None = None):
+                 format_args: Sequence[str] = (), version: str | None = None,
+                 advertise_proxied: int | None = None):
         """
+        advertise_proxied: also open a second client listener ``PROXIED`` (same security protocol
+            and settings as the inter-broker listener) and advertise it at ``127.0.0.1:<this port>``,
+            where a TCP proxy forwards to it (its upstream is ``127.0.0.1:<proxied_port>``). Clients
+            reconnect to the addresses metadata advertises, so a proxy in front of the one listener
+            would be bypassed after the first metadata answer; clients bootstrapped at the proxy get
+            the proxy's address for every broker and coordinator, and all others (the normal
+            listener) talk to the broker directly. Off by default.
         extra_properties: added to / overriding the generated server.properties; the strings
             ``{port}`` and ``{controller_port}`` in values are replaced by the actual ports
             (e.g. for a SASL listener: ``{"listeners": "SASL_PLAINTEXT://127.0.0.1:{port},..."}``).
@@ -347,12 +361,14 @@ class LocalKafka:
         self.pid_path = self.state_dir / "kafka.pid"
         self.bootstrap_path = self.state_dir / "bootstrap"
         self._port: int | None = None
+        self.advertise_proxied = _check_port_number(advertise_proxied) if advertise_proxied is not None else None
 
     @classmethod
     def with_scram(cls, username: str, password: str, state_dir: Path | str | None = None,
                    port: int | None = None, *, mechanism: str = "SCRAM-SHA-512",
                    tls: "TlsFiles | None" = None, extra_properties: Mapping[str, object] | None = None,
-                   format_args: Sequence[str] = (), version: str | None = None) -> "LocalKafka":
+                   format_args: Sequence[str] = (), version: str | None = None,
+                   advertise_proxied: int | None = None) -> "LocalKafka":
         """A broker whose client listener is SASL_PLAINTEXT (SASL_SSL with ``tls``) with SCRAM only.
 
         KRaft keeps SCRAM credentials in its metadata, so ``username``/``password`` are created when
@@ -383,7 +399,8 @@ class LocalKafka:
                           "ssl.truststore.type": "PEM", "ssl.truststore.location": str(tls.ca)})
         props.update(extra_properties or {})
         scram = ["--add-scram", f"{mechanism}=[name={username},password={password}]"]
-        return cls(state_dir, port, props, format_args=[*scram, *format_args], version=version)
+        return cls(state_dir, port, props, format_args=[*scram, *format_args], version=version,
+                   advertise_proxied=advertise_proxied)
 
     def __repr__(self) -> str:
         return f"LocalKafka(state_dir={str(self.state_dir)!r}, bootstrap={self.bootstrap!r})"
@@ -406,6 +423,11 @@ class LocalKafka:
         bs = self.bootstrap
         return int(bs.rsplit(":", 1)[1]) if bs else None
 
+    @property
+    def proxied_port(self) -> int | None:
+        """The port the PROXIED listener binds (a proxy's upstream), or None without one."""
+        return self._listener_port(PROXIED, _read_properties(self.properties_path).get("listeners", ""))
+
     def start(self, timeout: float = DEFAULT_TIMEOUT) -> str:
         """Start the broker (or reuse the running one); return its bootstrap ``127.0.0.1:PORT``."""
         deadline = time.monotonic() + timeout
@@ -416,9 +438,10 @@ class LocalKafka:
                 return self._reuse(pid, deadline)
             self.pid_path.unlink(missing_ok=True)
             port, cport = self._choose_ports()
+            pport = self._choose_proxied_port(avoid=[port, cport]) if self.advertise_proxied else None
             java = find_java()
             self._ensure_jars(java)
-            self._write_configs(port, cport)
+            self._write_configs(port, cport, pport)
             self._format_if_needed(java)
             proc = self._launch(java)
             self._port = port
@@ -464,6 +487,7 @@ class LocalKafka:
             "state_dir": str(self.state_dir),
             "log": str(self.log_path),
             "version": self.version,
+            "proxied_port": self.proxied_port,
         }
 
     def wipe(self) -> None:
@@ -584,13 +608,26 @@ class LocalKafka:
             cport = _free_ports(1, avoid=[port])[0]
         return port, cport
 
+    def _choose_proxied_port(self, avoid: Sequence[int]) -> int:
+        """The PROXIED listener's port: the previous one if still free (a proxy created before a
+        broker restart keeps its upstream), else a free one."""
+        old = self.proxied_port
+        if old and old not in avoid and old != self.advertise_proxied and _port_free(old):
+            return old
+        return _free_ports(1, avoid=[*avoid, self.advertise_proxied])[0]
+
     @staticmethod
-    def _controller_port(listeners: str) -> int | None:
-        m = re.search(r"(?:^|,)\s*CONTROLLER://[^,]*:(\d+)", listeners)
+    def _listener_port(name: str, listeners: str) -> int | None:
+        m = re.search(rf"(?:^|,)\s*{name}://[^,]*:(\d+)", listeners)
         return int(m.group(1)) if m else None
 
-    def server_properties(self, port: int, controller_port: int) -> dict[str, str]:
-        """The broker configuration (defaults + ``extra_properties``) for the given ports."""
+    @classmethod
+    def _controller_port(cls, listeners: str) -> int | None:
+        return cls._listener_port("CONTROLLER", listeners)
+
+    def server_properties(self, port: int, controller_port: int, proxied_port: int | None = None) -> dict[str, str]:
+        """The broker configuration (defaults + ``extra_properties``) for the given ports; with
+        ``advertise_proxied``, the PROXIED listener on ``proxied_port``."""
         props = {
             "process.roles": "broker,controller",
             "node.id": str(NODE_ID),
@@ -628,11 +665,30 @@ class LocalKafka:
         }
         for key, value in self.extra_properties.items():
             props[key] = value.replace("{port}", str(port)).replace("{controller_port}", str(controller_port))
+        if self.advertise_proxied is not None:
+            self._add_proxied_listener(props, proxied_port)
         return props
 
-    def _write_configs(self, port: int, cport: int) -> None:
+    def _add_proxied_listener(self, props: dict[str, str], proxied_port: int | None) -> None:
+        """PROXIED binds ``proxied_port`` and is advertised at the proxy; it speaks the
+        inter-broker listener's protocol with that listener's per-listener settings (a SCRAM JAAS
+        line, say), so a proxied client authenticates exactly like a direct one. The controller
+        listener and inter-broker traffic never go through the proxy."""
+        if proxied_port is None:
+            raise LocalKafkaError("advertise_proxied is set but no port was chosen for the PROXIED listener")
+        inter = props.get("inter.broker.listener.name", "PLAINTEXT")
+        pmap = dict(item.split(":", 1) for item in props["listener.security.protocol.map"].split(",") if ":" in item)
+        pmap[PROXIED] = pmap.get(inter, inter)
+        props["listener.security.protocol.map"] = ",".join(f"{k}:{v}" for k, v in pmap.items())
+        props["listeners"] += f",{PROXIED}://{HOST}:{proxied_port}"
+        props["advertised.listeners"] += f",{PROXIED}://{HOST}:{self.advertise_proxied}"
+        prefix = f"listener.name.{inter.lower()}."
+        for key in [k for k in props if k.startswith(prefix)]:
+            props[f"listener.name.{PROXIED.lower()}.{key[len(prefix):]}"] = props[key]
+
+    def _write_configs(self, port: int, cport: int, proxied_port: int | None = None) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        props = self.server_properties(port, cport)
+        props = self.server_properties(port, cport, proxied_port)
         lines = ["# Generated by streams/localkafka.py on every start; edits are overwritten."]
         lines += [f"{k}={_properties_escape(v)}" for k, v in props.items()]
         _atomic_write(self.properties_path, "\n".join(lines) + "\n")
@@ -973,6 +1029,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=None, help="broker port (default: $LEADPULSE_KAFKA_PORT or free)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="start timeout in seconds")
     parser.add_argument("--json", action="store_true", help="print the status as JSON")
+    parser.add_argument("--advertise-proxied", type=int, default=None, metavar="PORT",
+                        help="start: a second listener PROXIED advertised at 127.0.0.1:PORT, where a TCP proxy "
+                             "forwards to it (status --json shows its port as proxied_port)")
     parser.add_argument("--scram-user", default=None,
                         help="start: a SASL_PLAINTEXT SCRAM-SHA-512 listener for this user (the credentials are "
                              "created when the state dir is first formatted)")
@@ -987,9 +1046,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 password = args.scram_password_file.read_text().rstrip("\r\n")
             except OSError as exc:
                 raise LocalKafkaError(f"--scram-password-file {args.scram_password_file}: {exc.strerror}") from None
-            kafka = LocalKafka.with_scram(args.scram_user, password, args.dir, args.port)
+            kafka = LocalKafka.with_scram(args.scram_user, password, args.dir, args.port,
+                                          advertise_proxied=args.advertise_proxied)
         else:
-            kafka = LocalKafka(state_dir=args.dir, port=args.port)
+            kafka = LocalKafka(state_dir=args.dir, port=args.port, advertise_proxied=args.advertise_proxied)
         if args.command == "start":
             bootstrap = kafka.start(timeout=args.timeout)
             print(json.dumps(kafka.status()) if args.json else bootstrap)
