@@ -60,10 +60,28 @@ def _hosts(bootstrap: str) -> list[tuple[str, int]]:
     return hosts
 
 
-async def check_kafka(s: Settings, timeout_s: float = 10.0) -> None:
+class _HungUp(PreflightError):
+    """Connected, then hung up on: a listener speaking another protocol — or a TCP proxy or load
+    balancer whose broker is not up yet, which accepts and closes the same way."""
+
+
+async def check_kafka(s: Settings, timeout_s: float = 10.0, hung_up_retry_s: float = 5.0) -> None:
     """Open one connection the way every client will (TLS, SASL handshake, authentication) and ask
     for metadata. A refusal is final (every broker shares the credentials); an unreachable host
-    lets the next bootstrap server try. aiokafka itself would only say "Unable to bootstrap"."""
+    lets the next bootstrap server try. A connection closed on us is tried again for
+    `hung_up_retry_s` first: a proxy in front of a restarting broker does that too. aiokafka itself
+    would only say "Unable to bootstrap"."""
+    deadline = asyncio.get_running_loop().time() + hung_up_retry_s
+    while True:
+        try:
+            return await _check_kafka_once(s, timeout_s)
+        except _HungUp:
+            if asyncio.get_running_loop().time() >= deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
+async def _check_kafka_once(s: Settings, timeout_s: float) -> None:
     from aiokafka.conn import create_conn
     from aiokafka.errors import (AuthenticationFailedError, KafkaConnectionError, KafkaError,
                                  SaslAuthenticationFailed, UnsupportedSaslMechanismError)
@@ -97,11 +115,12 @@ async def check_kafka(s: Settings, timeout_s: float = 10.0) -> None:
             # authentication, a TLS one to a client that does not start with a TLS handshake, and a
             # plaintext one to a TLS handshake.
             if s.security_protocol == "PLAINTEXT":
-                raise PreflightError(f"{where} closed the connection on an unauthenticated request ({protocol}): "
-                                     f"it requires authentication or TLS; set KAFKA_SECURITY_PROTOCOL and "
-                                     f"KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD(_FILE)") from None
-            raise PreflightError(f"{where} closed the connection: is it a {s.security_protocol} listener "
-                                 f"(KAFKA_SECURITY_PROTOCOL)?") from None
+                raise _HungUp(f"{where} closed the connection on an unauthenticated request ({protocol}): "
+                              f"it requires authentication or TLS (set KAFKA_SECURITY_PROTOCOL and "
+                              f"KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD(_FILE)), or it is a proxy or load "
+                              f"balancer whose broker does not answer") from None
+            raise _HungUp(f"{where} closed the connection: is it a {s.security_protocol} listener "
+                          f"(KAFKA_SECURITY_PROTOCOL)?") from None
         except (TimeoutError, KafkaError):
             unreachable.append(f"{host}:{port} did not answer a Kafka request within {timeout_s:g} s "
                                f"(is it a Kafka listener for {protocol}?)")
