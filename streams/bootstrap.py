@@ -118,6 +118,13 @@ class Runtime:
             self.owned = partitions
             self.recovered = True
             return {TP(self.changelog, p): offset for p, offset in held.items()}
+        except asyncio.CancelledError as exc:
+            if asyncio.current_task().cancelling():
+                raise  # another rebalance began: Faust's recovery starts over and calls this again
+            # A client library raised a cancellation we did not ask for: were it let through, it would
+            # end Faust's recovery task for good and leave the worker stuck, healthy-looking.
+            self.fatal("preparing the assigned partitions failed", RuntimeError(f"a Kafka client call was cancelled: {exc!r}"))
+            raise
         except Exception as exc:
             self.fatal("preparing the assigned partitions failed", exc)
             raise
@@ -131,14 +138,16 @@ class Runtime:
             busy = self.busy_since
             return max(self.checkpoint.last_done_at, busy if busy is not None and not self.checkpoint.in_flight() else 0.0)
 
-        def recovery_remaining() -> int:
-            recovery = self.app.tables.recovery
-            if not getattr(recovery, "in_recovery", False):
-                return 0
-            return int(recovery.active_remaining_total())
+        def recovering() -> bool:
+            app = self.app
+            return bool(app.rebalancing or not self.recovered or not app.tables.recovery.completed.is_set())
 
-        return Signals(work_waiting=work_waiting, last_progress=last_progress,
-                       recovery_remaining=recovery_remaining, heartbeat=lambda: self.heartbeat_at)
+        def recovery_progress() -> int:
+            offsets = self.app.tables.recovery.active_offsets  # Faust's own recovery, should it read
+            return restore_partitions.records + sum(o for o in offsets.values() if o is not None)
+
+        return Signals(work_waiting=work_waiting, last_progress=last_progress, recovering=recovering,
+                       recovery_progress=recovery_progress, heartbeat=lambda: self.heartbeat_at)
 
 
 def output_producer(s: Settings, transactional_id: str | None = None) -> AIOKafkaProducer:

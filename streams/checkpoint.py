@@ -313,7 +313,7 @@ class TransactionalKafka:
         for p in sorted(set(self._producers) - partitions):
             producer = self._producers.pop(p)
             self._tails.pop(p, None)
-            await producer.stop()
+            await _stop_quietly(producer)
         new = sorted(partitions - set(self._producers))
         started = await asyncio.gather(*(self._start(p) for p in new))
         self._producers.update(zip(new, started))
@@ -365,8 +365,22 @@ class TransactionalKafka:
 
     async def stop(self) -> None:
         for producer in self._producers.values():
-            await producer.stop()
+            await _stop_quietly(producer)
         self._producers.clear()
+
+
+async def _stop_quietly(producer: Any, timeout: float = 10.0) -> None:
+    """Stop a partition's producer that is no longer needed. However it fails (a broken connection,
+    a fenced producer, an error aiokafka raises as a cancellation) nothing is lost: its partition's
+    next owner fences it anyway."""
+    try:
+        await asyncio.wait_for(asyncio.shield(asyncio.ensure_future(producer.stop())), timeout)
+    except asyncio.CancelledError:
+        if asyncio.current_task().cancelling():
+            raise  # we are being cancelled ourselves
+        log.warning("stopping a partition's producer was cancelled; its next owner fences it")
+    except Exception as exc:  # noqa: BLE001
+        log.warning("stopping a partition's producer failed (%s: %s); its next owner fences it", type(exc).__name__, exc)
 
 
 async def _abort(producer: Any) -> None:

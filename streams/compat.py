@@ -253,7 +253,11 @@ async def commit_offsets(app: Any, offsets: Mapping[TP, int]) -> set[TP]:
     """Commit `offsets` (the next offset to read, per input partition) for the worker's group, on
     Faust's consumer thread; only partitions still assigned to this worker are committed (a batch of
     a partition revoked meanwhile is read again by its new owner). Returns the partitions committed.
-    Errors propagate: the caller decides what a failed commit means."""
+    A commit refused because the group rebalanced meanwhile commits nothing and is no error: the
+    batch is durable, and whoever owns the partitions now reads it again from the group's last
+    commit (its events count once). Other errors propagate."""
+    from aiokafka.errors import CommitFailedError
+
     thread = app.consumer._thread
 
     async def commit() -> set[TP]:
@@ -263,7 +267,12 @@ async def commit_offsets(app: Any, offsets: Mapping[TP, int]) -> set[TP]:
                   for tp, offset in offsets.items()}
         wanted = {tp: om for tp, om in wanted.items() if tp in assigned}
         if wanted:
-            await aiokafka_consumer.commit(wanted)
+            try:
+                await aiokafka_consumer.commit(wanted)
+            except CommitFailedError as exc:
+                log.warning("offsets not committed, the group rebalanced meanwhile (%s): the partitions' next "
+                            "owner reads them again", str(exc).split("\n")[0])
+                return set()
         return {TP(tp.topic, tp.partition) for tp in wanted}
 
     return await thread.call_thread(commit)

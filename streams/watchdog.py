@@ -9,7 +9,8 @@ event loop cannot silence it) checks once a second:
 * fatal: a batch failed half-way (`fatal()`): exit at once; its inputs are read again elsewhere;
 * batches: work is waiting (fetches queued or batches in flight) and no batch completed for
   `stall_after` seconds;
-* recovery: table recovery has changelog records left and read none for `stall_after` seconds;
+* recovery: the worker has been rebalancing or restoring its partitions for `stall_after` seconds
+  without reading a changelog record (a recovery task that died leaves it so, healthy-looking);
 * the event loop: its heartbeat is older than `stall_after` seconds.
 
 A stall fails `/health/live` (503, with the reason) and, `exit_after` seconds later if it has not
@@ -38,7 +39,8 @@ class Signals:
 
     work_waiting: Callable[[], bool]  # fetches queued, or batches taken and not yet durable
     last_progress: Callable[[], float]  # monotonic time a batch last completed (or work began)
-    recovery_remaining: Callable[[], int]  # changelog records recovery still has to read (0: none)
+    recovering: Callable[[], bool]  # rebalancing, or the assigned partitions' stores not up to date yet
+    recovery_progress: Callable[[], int]  # grows with every changelog record read while recovering
     heartbeat: Callable[[], float]  # monotonic time the event loop last ran its heartbeat
 
 
@@ -47,15 +49,16 @@ def stall_reason(s: Signals, now: float, stall_after: float, recovery_seen: tupl
     beat = s.heartbeat()
     if now - beat > stall_after:
         return f"the event loop has not run for {now - beat:.0f} s", recovery_seen
-    remaining = s.recovery_remaining()
-    if remaining > 0:
-        last_remaining, since = recovery_seen
-        if remaining != last_remaining:
-            recovery_seen = (remaining, now)
+    if s.recovering():
+        progress = s.recovery_progress()
+        last, since = recovery_seen
+        if progress != last:
+            recovery_seen = (progress, now)
         elif now - since > stall_after:
-            return f"table recovery has read nothing for {now - since:.0f} s ({remaining} records left)", recovery_seen
+            return (f"rebalancing or restoring the assigned partitions for {now - since:.0f} s without reading a "
+                    f"changelog record"), recovery_seen
     else:
-        recovery_seen = (0, now)
+        recovery_seen = (-1, now)
     if s.work_waiting() and now - s.last_progress() > stall_after:
         return f"no batch has completed for {now - s.last_progress():.0f} s with input waiting", recovery_seen
     return "", recovery_seen
@@ -73,7 +76,7 @@ class Watchdog:
         self._clock = clock
         self.reason = ""
         self._since: float | None = None
-        self._recovery = (0, clock())
+        self._recovery = (-1, clock())
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
 

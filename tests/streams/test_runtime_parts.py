@@ -80,11 +80,11 @@ class Clock:
         return self.t
 
 
-def signals(clock, *, waiting=False, progress=None, remaining=0, beat=None):
-    state = dict(waiting=waiting, progress=progress, remaining=remaining, beat=beat)
+def signals(clock, *, waiting=False, progress=None, recovering=False, read=0, beat=None):
+    state = dict(waiting=waiting, progress=progress, recovering=recovering, read=read, beat=beat)
     s = Signals(work_waiting=lambda: state["waiting"],
                 last_progress=lambda: clock() if state["progress"] is None else state["progress"],
-                recovery_remaining=lambda: state["remaining"],
+                recovering=lambda: state["recovering"], recovery_progress=lambda: state["read"],
                 heartbeat=lambda: clock() if state["beat"] is None else state["beat"])
     return s, state
 
@@ -101,17 +101,19 @@ def test_idle_is_live_and_waiting_input_with_no_progress_is_a_stall():
 
 def test_a_recovery_that_reads_nothing_is_a_stall_one_that_reads_is_not():
     clock = Clock()
-    s, state = signals(clock, remaining=500)
-    marker = (0, clock())
+    s, state = signals(clock, recovering=True, read=500)
+    marker = (-1, clock())
     reason, marker = stall_reason(s, clock(), 10, marker)
     assert reason == "" and marker == (500, clock())
     clock.t += 9
-    state["remaining"] = 400  # progress
+    state["read"] = 900  # progress: records restored
     reason, marker = stall_reason(s, clock(), 10, marker)
-    assert reason == "" and marker == (400, clock())
+    assert reason == "" and marker == (900, clock())
     clock.t += 11
     reason, marker = stall_reason(s, clock(), 10, marker)
-    assert "table recovery has read nothing for 11 s (400 records left)" == reason
+    assert reason == "rebalancing or restoring the assigned partitions for 11 s without reading a changelog record"
+    state["recovering"] = False  # done: no stall, whatever the count
+    assert stall_reason(s, clock(), 10, marker)[0] == ""
 
 
 def test_a_blocked_event_loop_is_a_stall():
