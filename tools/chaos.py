@@ -141,11 +141,14 @@ class Fault:
         return f"{self.at_s:6.1f} s  {what}"
 
 
+RESTART_TAKES_S = 12.0  # a broker restart, stop to answering again, on this machine (a blackout must not overlap it)
+
+
 def fault_schedule(p: Profile, produce_s: float) -> list[Fault]:
     """The run's faults, a function of the profile and the seed alone (so a failing run can be
     rerun with the same faults at the same instants). Network faults never overlap one another;
-    the blackout keeps 2 s away from a broker restart and no worker is killed during it (each of
-    the two is seen alone); SIGKILLs every `kill_every_s`, one replaced by each broker restart."""
+    the blackout keeps away from a broker restart — 2 s before it, `RESTART_TAKES_S` after it, the
+    time a restart takes — and no worker is killed during it (each of the two is seen alone); SIGKILLs every `kill_every_s`, one replaced by each broker restart."""
     rnd = random.Random(f"leadpulse-chaos-faults-{p.seed}")
     restarts = [produce_s * (k + 1) / (p.broker_restarts + 1) for k in range(p.broker_restarts)]
     if p.kill_every_s > 0:  # each on the first SIGKILL tick from its instant on, which it replaces
@@ -167,7 +170,7 @@ def fault_schedule(p: Profile, produce_s: float) -> list[Fault]:
 
     if p.network:
         if p.blackout_s > 0:
-            at = place(p.blackout_s, avoid=[(r - 2.0, r + 2.0) for r in restarts])
+            at = place(p.blackout_s, avoid=[(r - 2.0, r + RESTART_TAKES_S) for r in restarts])
             faults.append(Fault(at, BLACKOUT, p.blackout_s))
         for _ in range(p.latency_periods):
             ms = rnd.randint(*p.latency_ms)
@@ -655,15 +658,24 @@ class Run:
         finally:
             await aio.stop()
 
-    async def committed(self) -> dict:
-        """The group's committed offsets (direct to the broker, never through the proxy)."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-        await admin.start()
-        try:
-            return {tp: meta.offset for tp, meta in (await admin.list_consumer_group_offsets(
-                self.env["LEADPULSE_APP_ID"])).items()}
-        finally:
-            await admin.close()
+    async def committed(self, patience_s: float = 60.0) -> dict:
+        """The group's committed offsets (direct to the broker, never through the proxy); asked
+        again while the broker is down (a restart in the schedule may overlap)."""
+        from aiokafka.errors import KafkaConnectionError
+
+        deadline = time.monotonic() + patience_s
+        while True:
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+            try:
+                await admin.start()
+                return {tp: meta.offset for tp, meta in (await admin.list_consumer_group_offsets(
+                    self.env["LEADPULSE_APP_ID"])).items()}
+            except KafkaConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(1.0)
+            finally:
+                await admin.close()
 
     async def wait_drained(self, timeout: float) -> dict:
         """Until the group has committed every input offset and the outputs have stopped moving;

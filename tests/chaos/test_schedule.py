@@ -43,7 +43,8 @@ def test_network_faults_never_overlap_and_the_blackout_is_seen_alone(seed, produ
     (blackout,) = [f for f in schedule if f.kind == chaos.BLACKOUT]
     start, end = blackout.at_s, blackout.at_s + blackout.duration_s
     assert not [f for f in schedule if f.kind == chaos.KILL and start <= f.at_s <= end + 3.0]
-    assert all(f.at_s + 2.0 <= start or f.at_s >= end + 2.0 for f in schedule if f.kind == chaos.RESTART)
+    assert all(f.at_s >= end + 2.0 or f.at_s + chaos.RESTART_TAKES_S <= start
+               for f in schedule if f.kind == chaos.RESTART)
 
 
 def test_no_network_means_no_network_fault_and_too_little_time_is_a_clear_error():
