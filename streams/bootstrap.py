@@ -23,7 +23,7 @@ from agents.pipeline import (
 from agents.writebehind import WriteBehind
 from scoring.model import ScoringModel
 from scoring.rules import default_rules, load_rules
-from streams import compat, metrics
+from streams import compat, failpoints, metrics
 from streams.app import Topics, contacts_table, create_app
 from streams.bulk import BulkDelivery
 from streams.checkpoint import AtLeastOnceKafka, Checkpoint, TransactionalKafka
@@ -199,6 +199,7 @@ def bootstrap(settings: Settings | None = None) -> Runtime:
     """Build everything a worker runs, wired together, on a new Faust app."""
     s = settings or Settings.from_env()
     compat.apply()
+    failpoints.configure(s.failpoints)
     app = create_app(s)
     topics = Topics.declare(app, s)
     contacts = contacts_table(app, s)

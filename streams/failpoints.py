@@ -1,4 +1,5 @@
-"""Named fault-injection points, off unless `LEADPULSE_FAILPOINTS` names them (tests and drills).
+"""Named fault-injection points, off unless `LEADPULSE_FAILPOINTS` names them (tests and drills;
+`streams.bootstrap` configures them from the settings).
 
 Why: the promises that matter most — a batch that fails half-way is replayed, a worker that cannot
 make progress is replaced — are about moments a test cannot reach from outside (between a batch's
@@ -12,7 +13,6 @@ a count: `raise@3` fires on the third time the point is reached (and every time 
 from __future__ import annotations
 
 import asyncio
-import os
 
 
 class FailpointError(RuntimeError):
@@ -33,12 +33,12 @@ def parse(spec: str) -> dict[str, tuple[str, int]]:
     return points
 
 
-_points = parse(os.environ.get("LEADPULSE_FAILPOINTS", ""))
+_points: dict[str, tuple[str, int]] = {}
 _hits: dict[str, int] = {}
 
 
 def configure(spec: str) -> None:
-    """Replace the active failpoints (tests in-process)."""
+    """Replace the active failpoints (the worker at start, tests in-process)."""
     global _points
     _points = parse(spec)
     _hits.clear()

@@ -160,6 +160,17 @@ def _schema_registry() -> dict[str, Any]:
                 schema_registry_retry_s=retry_s)
 
 
+def _failpoints() -> str:
+    from streams.failpoints import parse
+
+    raw = os.environ.get("LEADPULSE_FAILPOINTS", "")
+    try:
+        parse(raw)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    return raw
+
+
 def _web_tls() -> dict[str, str | None]:
     """LEADPULSE_WEB_TLS_CERT and LEADPULSE_WEB_TLS_KEY (PEM files), both or neither."""
     cert = os.environ.get("LEADPULSE_WEB_TLS_CERT") or None
@@ -200,6 +211,8 @@ class Settings:
     cooling_interval_s: float
     # a worker that makes no progress for this long fails /health/live and exits (0: never)
     stall_timeout_s: float
+    # fault injection for tests and drills (streams.failpoints), never in production
+    failpoints: str
     # web (score lookup, metrics, health)
     web_bind: str
     web_host: str
@@ -269,6 +282,7 @@ class Settings:
             fetch_wait_ms=_int("LEADPULSE_FETCH_WAIT_MS", 10),
             cooling_interval_s=_float("LEADPULSE_COOLING_INTERVAL_S", 1.0),
             stall_timeout_s=_float("LEADPULSE_STALL_TIMEOUT_S", 60.0),
+            failpoints=_failpoints(),
             web_bind=_env("LEADPULSE_WEB_BIND", "127.0.0.1"),
             # The name other workers reach this one by (score lookups are routed to the owner).
             web_host=_env("LEADPULSE_WEB_HOST", "127.0.0.1"),
