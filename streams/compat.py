@@ -291,8 +291,10 @@ async def committed_offsets(app: Any, tps: Iterable[TP]) -> dict[TP, int | None]
 
 
 def changelog_db(store: Any, partition: int) -> Any:
-    """The RocksDB database of one partition of a Faust table's store (opened if needed)."""
-    return store._db_for_partition(partition)
+    """The RocksDB database of one partition of a Faust table's store if Faust has it open (it
+    opens an assigned partition's at the assignment and drops a revoked one's), else None. Never
+    opened here: a second handle on a database this process still holds fails on RocksDB's lock."""
+    return store._dbs.get(partition)
 
 
 def has_partition_dbs(store: Any) -> bool:

@@ -8,6 +8,10 @@ partition are written in one RocksDB write batch together with the changelog off
 (`write`): the local store holds a batch's states of a partition entirely or not at all, and always
 says how far into the changelog it is. The in-memory store (`memory://`) is one dict for all
 partitions; it keeps the offsets it reached beside it.
+
+Only the partitions Faust has open (those assigned to this worker) are read or written here: a
+partition revoked meanwhile reads as empty, and a write to it is skipped — its states are on the
+changelog, and its store catches up from there when the partition comes back.
 """
 
 from __future__ import annotations
@@ -41,6 +45,21 @@ def held_offset(db: Any) -> int | None:
     return None if raw is None else int(raw)
 
 
+class _NotOpen:
+    """Reads of a partition that is not open here: nothing (a lookup during a rebalance: 404)."""
+
+    def get(self, key, default=None):
+        return default
+
+    def put(self, key, value):
+        raise LookupError("the partition is not open on this worker")
+
+    delete = put
+
+
+_NOT_OPEN = _NotOpen()
+
+
 class PartitionStore(MutableMapping):
     """`store` (a Faust table's `.data`) as a mapping over the focused partition's keys."""
 
@@ -52,13 +71,15 @@ class PartitionStore(MutableMapping):
         self._focused: int | None = None
 
     def db(self, partition: int) -> Any:
+        """The partition's database if Faust has it open, else None (memory: the one dict)."""
         return compat.changelog_db(self.store, partition) if self.partitioned else self._db
 
     def focus(self, partition: int) -> None:
         """Reads go to this partition until the next `focus`."""
         if self.partitioned and partition != self._focused:
-            self._db = self.db(partition)
-            self._focused = partition
+            db = self.db(partition)
+            self._db = _NOT_OPEN if db is None else db
+            self._focused = None if db is None else partition
 
     def forget(self) -> None:
         """Drop the focused database handle (at every rebalance): Faust lets a revoked partition's
@@ -69,11 +90,15 @@ class PartitionStore(MutableMapping):
             self._db = None
 
     # -- durable writes ---------------------------------------------------------------------------
-    def write(self, partition: int, items: list[tuple[bytes, bytes | None]], held: int | None) -> None:
-        """`items` (None deletes) and the changelog offset they reach, atomically."""
+    def write(self, partition: int, items: list[tuple[bytes, bytes | None]], held: int | None) -> bool:
+        """`items` (None deletes) and the changelog offset they reach, atomically; False (nothing
+        written) for a partition that is not open here any more."""
         if self.partitioned:
-            write_atomically(self.db(partition), items, held)
-            return
+            db = self.db(partition)
+            if db is None:
+                return False
+            write_atomically(db, items, held)
+            return True
         data = self._db
         for key, value in items:
             if value is None:
@@ -82,11 +107,12 @@ class PartitionStore(MutableMapping):
                 data[key] = value
         if held is not None:
             self._held[partition] = held
+        return True
 
     def held(self, partition: int) -> int | None:
         """The changelog offset this partition's store holds (None: nothing yet)."""
         if self.partitioned:
-            return held_offset(self.db(partition))
+            return held_offset(self._open(partition))
         return self._held.get(partition)
 
     def items_of(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
@@ -94,9 +120,15 @@ class PartitionStore(MutableMapping):
         if not self.partitioned:
             yield from list(self._db.items())
             return
-        for key, value in self.db(partition).items():
+        for key, value in self._open(partition).items():
             if key != OFFSET_KEY:
                 yield key, value
+
+    def _open(self, partition: int) -> Any:
+        db = self.db(partition)
+        if db is None:
+            raise LookupError(f"partition {partition} of the contacts table is not open on this worker")
+        return db
 
     # -- the mapping (reads of the focused partition) -------------------------------------------
     def get(self, key: bytes, default=None):
