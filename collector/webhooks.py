@@ -309,6 +309,8 @@ def _mautic_event(etype: str, p: Any, mid: str, cfg: MappingConfig) -> Mapped:
     if etype == "mautic.lead_channel_subscription_changed":
         cid = _mautic_contact(p.get("contact"), "contact", cfg)
         status = p.get("new_status")
+        if status is not None and not isinstance(status, str):
+            raise InvalidMessage("new_status", f"a string, got {json_type(status)}")
         event_type = {"unsubscribed": "unsubscribe", "bounced": "email_bounce"}.get(status)
         if event_type is None:
             return Mapped(mid, (), ignored=True, note=f"channel status {str(status)[:40]!r}")

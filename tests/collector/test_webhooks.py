@@ -256,3 +256,11 @@ def test_recorded_payloads_with_one_value_changed_map_or_name_the_field(recorded
         only_typed(mapper(mutated, CFG))
     except InvalidRequest:
         pass
+
+
+def test_a_mautic_channel_status_that_is_not_a_string_names_the_field():
+    """Found by the property test above: a list as `new_status` used to raise TypeError."""
+    body = load("mautic/channel_subscription_changed.json")
+    body = _replace(body, ("mautic.lead_channel_subscription_changed", 0, "new_status"), [])
+    results = map_mautic(body, CFG)
+    assert isinstance(results[0].outcome, MappingError) and results[0].outcome.field == "new_status"
