@@ -251,7 +251,7 @@ class ContactTracker(MutableMapping):
 
 class ContactCensus:
     """Counts decoded contact states (one pass over the owned table partitions, e.g. in
-    rebuild_schedule after a rebalance) and then replaces the contact gauges with the result."""
+    agents.cooling.rebuild after a rebalance) and then replaces the contact gauges with the result."""
 
     def __init__(self, metrics: "WorkerMetrics | None" = None):
         self.metrics = metrics
