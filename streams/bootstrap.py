@@ -87,10 +87,12 @@ class Runtime:
         return True
 
     async def on_revoked(self, app: Any, revoked: Any = None, **kwargs: Any) -> None:
-        """Before the partitions go (Faust has suspended the fetcher and emptied the queue): finish
+        """Before the partitions go (Faust has suspended the fetch loop): finish
         every batch taken, so its offsets commit under this generation and the next owner starts
-        right after them."""
+        right after them. Fetches not yet taken are dropped first: they are read again after the
+        rebalance, from the committed offsets."""
         self.recovered = False
+        self.delivery.clear()
         if self.checkpoint.in_flight():
             log.info("rebalance: finishing %d batches in flight", self.checkpoint.in_flight())
         if not await self.drain(self.settings.stall_timeout_s or 60.0):
@@ -219,7 +221,7 @@ def bootstrap(settings: Settings | None = None) -> Runtime:
     pipeline = Pipeline(codec, model, metrics.track_contacts(states, model.decode_state), kinds, router=router,
                         repartition_topic=s.repartition_topic, focus=focus,
                         max_dead_letter_bytes=s.max_message_bytes - DEAD_LETTER_HEADROOM)
-    delivery = BulkDelivery(app, topics.input_names)
+    delivery = BulkDelivery(topics.input_names)
     if s.processing_guarantee == "exactly_once":
         kafka: Any = TransactionalKafka(lambda tid: output_producer(s, tid), group_id=s.app_id, id_prefix=s.app_id)
     else:

@@ -7,34 +7,63 @@ patched fetch loop (`streams.compat`, patch 1) keeps everything Faust does per f
 bulk topic's records for a partition on this queue as one item. Other topics (table changelogs
 during recovery) take Faust's own path.
 
-The queue is one of Faust's flow-controlled queues: a rebalance suspends and empties it, as it does
-the agents' channels, and the partitions are then read again from their committed offsets. The
-agent never acknowledges messages to Faust: the checkpoint (`streams.checkpoint`) commits each
-partition's offsets itself once the batch's outputs and states are durable.
+The worker empties the queue when a rebalance begins (`clear`, from the revocation handler), and
+the partitions are then read again from their committed offsets. It is not one of Faust's
+flow-controlled queues, which Faust also empties when it resumes the flow at the end of a recovery:
+by then the recovery has sought the inputs to their committed offsets and resumed them, so the
+fetches emptied there were made after the seek, their records were never read again, and the next
+batch's offsets were committed past them (a fault run lost 3 events so). The agent never
+acknowledges messages to Faust: the checkpoint (`streams.checkpoint`) commits each partition's
+offsets itself once the batch's outputs and states are durable.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 
 
 class BulkDelivery:
     """Lists of consumed messages of `topics`, a partition's fetch per item, for one agent."""
 
-    def __init__(self, app, topics: Iterable[str], maxsize: int = 16):
+    def __init__(self, topics: Iterable[str], maxsize: int = 16):
         self.topics = frozenset(topics)
-        self.queue = app.FlowControlQueue(maxsize=maxsize, clear_on_resume=True)
+        self.queue: asyncio.Queue[list] = asyncio.Queue(maxsize=maxsize)
+        self._next: dict[tuple[str, int], int] = {}  # partition → next offset to hand the agent
 
     async def put(self, messages: list) -> None:
         await self.queue.put(messages)
 
+    def clear(self) -> int:
+        """Drop every fetch waiting (a rebalance begins: the next owner reads them again from the
+        committed offsets); returns how many messages were dropped."""
+        self._next.clear()
+        dropped = 0
+        while not self.queue.empty():
+            dropped += len(self.queue.get_nowait())  # get_nowait also wakes a fetch waiting to be queued
+        return dropped
+
     async def take(self, max_size: int) -> list:
-        """The messages waiting: at least one fetch, topped up to about `max_size` messages."""
+        """The messages waiting: at least one fetch, topped up to about `max_size` messages, without
+        the ones handed over before (a recovery's seek makes the fetch loop read again what it had
+        just queued; under exactly_once a dead letter would be written twice)."""
         queue = self.queue
-        batch = list(await queue.get())
+        batch = self._new(await queue.get())
         while len(batch) < max_size and not queue.empty():
-            batch += queue.get_nowait()
+            batch += self._new(queue.get_nowait())
         return batch
+
+    def _new(self, fetch: list) -> list:
+        """The messages of one partition's fetch (in offset order) not handed over yet."""
+        if not fetch:
+            return []
+        first = fetch[0]
+        tp = (first.topic, first.partition)
+        after = self._next.get(tp)
+        self._next[tp] = max(fetch[-1].offset + 1, after or 0)
+        if after is None or first.offset >= after:
+            return list(fetch)
+        return [m for m in fetch if m.offset >= after]
 
     def pending(self) -> int:
         """Fetches waiting to be taken (for the stall watchdog)."""
