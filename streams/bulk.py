@@ -34,14 +34,12 @@ class BulkDelivery:
     async def put(self, messages: list) -> None:
         await self.queue.put(messages)
 
-    def clear(self) -> int:
+    def clear(self) -> None:
         """Drop every fetch waiting (a rebalance begins: the next owner reads them again from the
-        committed offsets); returns how many messages were dropped."""
+        committed offsets)."""
         self._next.clear()
-        dropped = 0
         while not self.queue.empty():
-            dropped += len(self.queue.get_nowait())  # get_nowait also wakes a fetch waiting to be queued
-        return dropped
+            self.queue.get_nowait()  # get_nowait also wakes a fetch waiting to be queued
 
     async def take(self, max_size: int) -> list:
         """The messages waiting: at least one fetch, topped up to about `max_size` messages, without
@@ -62,7 +60,7 @@ class BulkDelivery:
         after = self._next.get(tp)
         self._next[tp] = max(fetch[-1].offset + 1, after or 0)
         if after is None or first.offset >= after:
-            return list(fetch)
+            return fetch  # the fetch loop's own list, handed over: no copy
         return [m for m in fetch if m.offset >= after]
 
     def pending(self) -> int:
