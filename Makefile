@@ -12,7 +12,7 @@ BENCH_ARGS ?=
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt setup.py scoring/model.py scoring/engagement.py scoring/state.py
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is needed (found $$($(PYTHON) --version))" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
@@ -40,9 +40,10 @@ chaos: $(STAMP)  ## fault injection, both guarantees (gates): 200k events, SIGKI
 	$(PY) -m tools.chaos --profile full --guarantee exactly_once --fuzz 0 --json bench/results/chaos-exactly_once.json || rc=1; \
 	exit $$rc
 
-bench-core: $(STAMP)  ## score updates per second of the pure scoring core, on one core
+bench-core: $(STAMP)  ## score updates per second of the scoring core on one core: compiled, then its pure-Python source
 	@mkdir -p bench/results
 	$(PY) bench/core.py
+	LEADPULSE_PURE_PYTHON=1 $(PY) bench/core.py
 
 bench-step: $(STAMP)  ## events/s of the worker's batch step alone, in-process, no Kafka (200k events over 50k contacts)
 	$(PY) bench/step.py

@@ -19,6 +19,9 @@ Reported:
     numbers lose to day-boundary maintenance, explained changes and cache misses;
   * encoded bytes per contact (mean, p99) at the end.
 
+The hot modules run as ``make venv`` built them (compiled by Cython); ``LEADPULSE_PURE_PYTHON=1`` runs the
+Python source (``make bench-core`` runs both).
+
 Times are process CPU time by default (``--clock wall`` for elapsed time), best of ``--repeat``.
 """
 
@@ -39,7 +42,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scoring import BehaviourEvent, ContactProfile, ScoringModel, default_rules  # noqa: E402
+from scoring import BUILD, BehaviourEvent, ContactProfile, ScoringModel, default_rules  # noqa: E402
 
 T0 = 1_730_000_000_000
 MIN = 60_000
@@ -132,6 +135,7 @@ def run(args) -> dict:
     seeded = seed_profiles(model, contacts, random.Random(args.seed))
     res: dict = {
         "python": platform.python_version(), "machine": platform.machine(), "rules_version": rules.version,
+        "build": BUILD,
         "clock": args.clock, "repeat": args.repeat,
         "events": len(stream), "contacts": len(contacts), "batch_records": args.batch,
         "contact_groups": n_groups, "mean_events_per_apply_events": round(len(stream) / n_groups, 2),
@@ -261,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
-    print(f"scoring core — Python {res['python']} {res['machine']}, rules {res['rules_version']}, "
+    print(f"scoring core ({res['build']}) — Python {res['python']} {res['machine']}, rules {res['rules_version']}, "
           f"{res['clock']} time, best of {res['repeat']}")
     print(f"{res['events']:,} events, {res['contacts']:,} contacts, batches of {res['batch_records']} records "
           f"-> {res['contact_groups']:,} apply_events calls ({res['mean_events_per_apply_events']} events each)")

@@ -2,8 +2,12 @@
 temperature with hysteresis and the lead -> MQL -> SQL -> customer lifecycle.
 
 No Kafka, no Faust, no I/O except reading a rules file; the streaming agents call
-``ScoringModel``.
+``ScoringModel``.  Its hot modules run compiled when ``make venv`` built them (``scoring._compiled``).
 """
+
+from . import _compiled
+
+_compiled.install()
 
 from .errors import IllegalTransition, InvalidEvent, RulesError, ScoringError
 from .events import (
@@ -23,6 +27,9 @@ from .outputs import LifecycleChange, ScoreSnapshot
 from .rules import Rules, default_rules, load_rules, parse_rules
 from .state import ContactState
 
+#: "compiled" (Cython, built by ``make venv``) or "pure" (the Python source; ``LEADPULSE_PURE_PYTHON=1``).
+BUILD = _compiled.build()
+
 __all__ = [
     "ACTIONS", "EVENT_TYPES", "STAGES", "TEMPERATURES", "TRANSITIONS",
     "BehaviourEvent", "ContactProfile", "QualificationUpdate",
@@ -30,5 +37,5 @@ __all__ = [
     "ScoringError", "InvalidEvent", "RulesError", "IllegalTransition",
     "Rules", "load_rules", "parse_rules", "default_rules",
     "Fit", "score_fit",
-    "ScoringModel", "ContactState", "LifecycleChange", "ScoreSnapshot",
+    "ScoringModel", "ContactState", "LifecycleChange", "ScoreSnapshot", "BUILD",
 ]

@@ -109,6 +109,21 @@ class ScoringModel:
         """
         if events.__class__ is not list and events.__class__ is not tuple:
             events = list(events)
+        # C doubles when compiled (Cython reads these annotations); no cost in pure Python.
+        total: float
+        d: float
+        w: float
+        x: float
+        e: float
+        lo: float
+        hi: float
+        inv_h: float
+        p: float
+        cap: float
+        a: float
+        y: float
+        S: float
+        D: float
         if not events:
             return state, []
         if state is None:

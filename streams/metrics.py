@@ -41,6 +41,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Info, generate_
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+from scoring import BUILD as SCORING_BUILD
 from scoring.lifecycle import COLD, LEAD, STAGES, TEMPERATURES
 
 log = logging.getLogger("leadpulse.metrics")
@@ -326,6 +327,9 @@ class WorkerMetrics:
             "rebalancing), else 0", registry=r,
         )
         self.rules = Info("leadpulse_rules", "Scoring rules in use", registry=r)
+        self.scoring_build = Info("leadpulse_scoring_build", "Build of the scoring core's hot modules: compiled "
+                                  "(Cython, by make venv) or pure (the Python source, LEADPULSE_PURE_PYTHON=1)", registry=r)
+        self.scoring_build.info({"build": SCORING_BUILD})
         self.event_type_label = _Bounded(LABEL_CAP)
         self.reason_label = _Bounded(LABEL_CAP)
         self.value_label = _Bounded(LABEL_CAP)

@@ -132,8 +132,11 @@ def test_dockerfile():
     assert re.search(r'^VOLUME\s+\["/data"\]', text, re.M)
     assert "LEADPULSE_DATA_DIR=/data" in text
     assert re.search(r"^HEALTHCHECK .*\n?.*/health/live", text, re.M)
-    for src in ("schemas", "streams", "agents", "scoring", "tools", "collector"):
+    for src in ("schemas", "streams", "agents", "tools", "collector"):
         assert re.search(rf"^COPY {src} /app/{src}", text, re.M), src
+    # the scoring core as compiled in the build stage (PYTHONPATH=/app would shadow the wheel's modules)
+    assert re.search(r"^COPY --from=build /src/scoring /app/scoring", text, re.M)
+    assert "build_ext --inplace" in text and "COPY pyproject.toml setup.py" in text
 
 
 def k8s_docs() -> list[dict]:

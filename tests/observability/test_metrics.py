@@ -6,6 +6,8 @@ from __future__ import annotations
 import random
 
 import pytest
+
+from scoring import _compiled
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -200,6 +202,7 @@ def test_rules_info_and_callables():
     m.set_ready_check(lambda: True)
     s = samples(m.registry)
     assert s[("leadpulse_rules_info", (("version", "2024.11-x"),))] == 1
+    assert s[("leadpulse_scoring_build_info", (("build", "pure" if _compiled.pure_requested() else "compiled"),))] == 1
     assert s[("leadpulse_cooling_timers_pending", ())] == 3
     assert s[("leadpulse_ready", ())] == 1
     m.set_ready_check(lambda: 1 / 0)  # a failing check reads as not ready, never breaks the scrape
