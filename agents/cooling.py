@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import heapq
 
+from scoring.identity import alias_target
+
 
 class CoolingSchedule:
     def __init__(self) -> None:
@@ -71,7 +73,7 @@ def rebuild(schedule: CoolingSchedule, partitions: set[int], items_of, next_cool
     for p in sorted(partitions):
         for key, raw in items_of(p):
             contact_id = key.decode()
-            if owner is not None and owner(contact_id) != p:
+            if (owner is not None and owner(contact_id) != p) or alias_target(raw) is not None:
                 continue
             state = decode_state(raw)
             if census is not None:

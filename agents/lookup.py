@@ -1,12 +1,15 @@
-"""GET /contacts/{id}: score, temperature, stage, fit, grade and explanation of one contact."""
+"""GET /contacts/{id}: score, temperature, stage, fit, grade and explanation of one contact; for an id
+merged into another (an identified visitor, a de-duplicated contact), a 301 to that contact."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from faust.web import Request, Response, View
 
 from agents.pipeline import snapshot_record
+from scoring.identity import alias_target
 
 if TYPE_CHECKING:
     from streams.bootstrap import Runtime
@@ -29,5 +32,9 @@ def register(rt: "Runtime") -> None:
             raw_state = rt.states.get(key)
             if raw_state is None:
                 return self.json({"error": f"unknown contact {contact_id!r}"}, status=404)
+            target = alias_target(raw_state)
+            if target is not None:  # merged (identified, or de-duplicated): its activity is the target's
+                return self.json({"contact_id": contact_id, "merged_into": target}, status=301,
+                                 headers={"Location": f"/contacts/{quote(target, safe='')}"})
             model = rt.model
             return self.json(snapshot_record(model.snapshot(model.decode_state(raw_state))))

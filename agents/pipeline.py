@@ -15,13 +15,17 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Callable, Iterable, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from scoring.errors import ScoringError
+from scoring.errors import InvalidEvent, ScoringError
 from scoring.events import (
-    BehaviourEvent, ContactProfile, QualificationUpdate, behaviour_event, validate_event, validate_profile,
+    DAY_MS, BehaviourEvent, ContactProfile, QualificationUpdate, behaviour_event, validate_event, validate_profile,
     validate_qualification,
+)
+from scoring.identity import (
+    ALIAS_MARK, ANON_PREFIX, IDENTIFY, Alias, alias_target, alias_value, anonymous_contact, contact_merge, identity_link,
+    merge_cause,
 )
 from scoring.model import ScoringModel, event_hash
 from streams.codec import AvroCodec, RegistryError
@@ -29,15 +33,25 @@ from streams.routing import ContactRouter
 
 # What an input topic carries.
 EVENTS, PROFILES, QUALIFICATIONS, ERASURES = "events", "profiles", "qualifications", "erasures"
+IDENTITIES, MERGES = "identities", "merges"  # aliases: anonymous → known, loser → winner
 TICKS, FORWARDED = "ticks", "forwarded"
+#: Internal, on the repartition topic only: an alias's state on its way to the contact it is merged into.
+TRANSFERS = "merge-states"
 KIND_HEADER, SOURCE_HEADER = "leadpulse-kind", "leadpulse-source"  # on forwarded inputs
+#: On an input redirected from an alias: the contact it counts for, and how many aliases it followed.
+CONTACT_HEADER, HOPS_HEADER = "leadpulse-contact", "leadpulse-hops"
+MERGE_HEADER = "leadpulse-merge"  # on a state transfer: "<merge instant>|<link or merge id>"
+MAX_HOPS = 8  # a longer alias chain is a cycle (A merged into B, B into A): its inputs are dead-lettered
 #: Errors that are not the record's fault (an unreachable or refusing schema registry): they stop
 #: the batch, and the worker, instead of dead-lettering a valid record.
 NOT_THE_RECORDS_FAULT: tuple[type[BaseException], ...] = (RegistryError,)
 RECORD_OF = {
     EVENTS: "BehaviourEvent", PROFILES: "ContactProfile",
     QUALIFICATIONS: "QualificationUpdate", ERASURES: "EraseRequest",
+    IDENTITIES: "IdentityLink", MERGES: "ContactMerge",
 }
+#: Inputs that are not applied with the contact's run of events: each ends a run (see _apply_special).
+SPECIAL = frozenset((ERASURES, IDENTITIES, MERGES, TRANSFERS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,16 +132,45 @@ def snapshot_record(snap) -> dict:
     }
 
 
-def to_domain(kind: str, rec: dict):
-    """A decoded Avro record of the given input kind as the core's value object."""
+@dataclass(frozen=True, slots=True)
+class StateTransfer:
+    """An alias's state, forwarded to the contact it is merged into (kind TRANSFERS)."""
+
+    alias_id: str
+    contact_id: str  # the contact it is merged into
+    at: int
+    state: bytes
+
+
+def to_domain(kind: str, rec: dict, now: int = 0, max_future_ms: int = DAY_MS):
+    """A decoded Avro record of the given input kind as the core's value object. An event with no
+    contact id but an anonymous id is the anonymous visitor's (`anon:<anonymous_id>`)."""
     if kind == EVENTS:
-        return behaviour_event(rec["event_id"], rec["contact_id"], rec["event_type"], rec["occurred_at"],
-                               rec["properties"], rec["source"], rec["anonymous_id"])
+        cid, anon = rec["contact_id"], rec["anonymous_id"]
+        if anon and isinstance(cid, str) and not cid.strip():
+            cid = anonymous_contact(anon)
+        return behaviour_event(rec["event_id"], cid, rec["event_type"], rec["occurred_at"],
+                               rec["properties"], rec["source"], anon)
     if kind == PROFILES:
         return ContactProfile(**rec)
     if kind == QUALIFICATIONS:
         return QualificationUpdate(**rec)
+    if kind == IDENTITIES:
+        return identity_link(rec, now, max_future_ms)
+    if kind == MERGES:
+        return contact_merge(rec, now, max_future_ms)
     return rec  # an erase request stays a dict: contact_id, request_id, requested_at
+
+
+def for_contact(kind: str, value, contact_id: str):
+    """An input redirected from an alias, as the contact's own."""
+    if kind == EVENTS:
+        v = value
+        return behaviour_event(v.event_id, contact_id, v.event_type, v.occurred_at, v.properties, v.source,
+                               v.anonymous_id)
+    if kind == ERASURES:
+        return {**value, "contact_id": contact_id}
+    return replace(value, contact_id=contact_id)
 
 
 _VALIDATE = {EVENTS: validate_event, PROFILES: validate_profile, QUALIFICATIONS: validate_qualification}
@@ -150,6 +193,14 @@ class InvalidForwarded(EraseRequestInvalid):
     """A record on the repartition topic without a known input kind (only the worker writes there)."""
 
 
+class IdentityConflict(EraseRequestInvalid):
+    """An id already merged into one contact is linked or merged into another: the first link holds."""
+
+
+class AliasCycle(EraseRequestInvalid):
+    """An input followed more than MAX_HOPS aliases (ids merged into each other in a loop)."""
+
+
 TICK = struct.Struct(">q")  # a cooling tick's value: the instant (epoch ms) it cools up to
 
 
@@ -166,18 +217,38 @@ def provenance(msg: RawMessage) -> tuple[str, int, int]:
     return msg.topic, msg.partition, msg.offset
 
 
-def forwarded_kind(msg: RawMessage) -> str:
+def header(msg: RawMessage, wanted: str) -> str | None:
     for name, value in msg.headers or ():
-        if name == KIND_HEADER:
+        if name == wanted:
             return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-    return ""
+    return None
 
 
-def forward_headers(msg: RawMessage, kind: str) -> list[tuple[str, bytes]]:
-    """The producer's headers, plus the input's kind and where it was first read."""
+def forwarded_kind(msg: RawMessage) -> str:
+    return header(msg, KIND_HEADER) or ""
+
+
+_OURS = (KIND_HEADER, SOURCE_HEADER, CONTACT_HEADER, HOPS_HEADER, MERGE_HEADER)
+
+
+def forward_headers(msg: RawMessage, kind: str, extra: tuple = ()) -> list[tuple[str, bytes]]:
+    """The producer's headers, plus the input's kind, where it was first read and `extra` headers."""
     topic, partition, offset = provenance(msg)
-    kept = [(k, v) for k, v in (msg.headers or ()) if k not in (KIND_HEADER, SOURCE_HEADER)]
-    return kept + [(KIND_HEADER, kind.encode()), (SOURCE_HEADER, f"{topic}:{partition}:{offset}".encode())]
+    kept = [(k, v) for k, v in (msg.headers or ()) if k not in _OURS]
+    return kept + [(KIND_HEADER, kind.encode()), (SOURCE_HEADER, f"{topic}:{partition}:{offset}".encode()),
+                   *((k, v.encode()) for k, v in extra)]
+
+
+def transfer_of(msg: RawMessage) -> StateTransfer:
+    """A state transfer as forwarded by `Pipeline._alias`."""
+    contact_id, merge = header(msg, CONTACT_HEADER), header(msg, MERGE_HEADER)
+    if not contact_id or not merge or "|" not in merge or not msg.value:
+        raise InvalidForwarded("headers", f"a state transfer needs {CONTACT_HEADER!r}, {MERGE_HEADER!r} and a state")
+    at, alias_id = merge.split("|", 1)
+    try:
+        return StateTransfer(alias_id, contact_id, int(at), msg.value)
+    except ValueError:
+        raise InvalidForwarded("headers", f"{MERGE_HEADER!r} does not start with an instant: {merge!r}") from None
 
 
 class Pipeline:
@@ -210,6 +281,7 @@ class Pipeline:
         # the producer or the topic refuses would stop the worker.
         self.max_dead_letter_bytes = max_dead_letter_bytes
         self._kind_values = frozenset(kinds.values())
+        self._linked: dict[str, str] = {}  # anonymous ids this worker has linked (see _implied_link)
 
     # -- decoding ---------------------------------------------------------------------------------
 
@@ -250,20 +322,33 @@ class Pipeline:
         owner = self.router.owner if self.router is not None else None
         for msg in messages:
             kind = kinds.get(msg.topic)
+            redirected = None
             if kind is None or kind == FORWARDED:
                 kind = forwarded_kind(msg)
+                redirected = header(msg, CONTACT_HEADER)
             try:
-                record = RECORD_OF.get(kind)
-                if record is None:
-                    raise InvalidForwarded("headers", f"no known input kind in header {KIND_HEADER!r}")
-                value = to_domain(kind, decode(record, msg.value))
-                if kind == ERASURES:
-                    if not value["contact_id"].strip():
-                        raise EraseRequestInvalid("contact_id", "empty")
-                    contact_id = value["contact_id"]
-                else:
-                    _VALIDATE[kind](value, now)
+                if kind == TRANSFERS:
+                    value = transfer_of(msg)
                     contact_id = value.contact_id
+                else:
+                    record = RECORD_OF.get(kind)
+                    if record is None:
+                        raise InvalidForwarded("headers", f"no known input kind in header {KIND_HEADER!r}")
+                    value = to_domain(kind, decode(record, msg.value), now)
+                    if kind == ERASURES:
+                        if not value["contact_id"].strip():
+                            raise EraseRequestInvalid("contact_id", "empty")
+                        contact_id = value["contact_id"]
+                    elif kind == IDENTITIES or kind == MERGES:
+                        contact_id = value.source  # decided where the alias's own state lives
+                    else:
+                        _VALIDATE[kind](value, now)
+                        contact_id = value.contact_id
+                        if kind == EVENTS and value.anonymous_id and not contact_id.startswith(ANON_PREFIX):
+                            self._implied_link(value, msg, out, by_contact)
+                    if redirected:
+                        value = for_contact(kind, value, redirected)
+                        contact_id = redirected
             except NOT_THE_RECORDS_FAULT:
                 raise
             except Exception as exc:  # noqa: BLE001 - whatever a record makes a decoder raise: a dead letter
@@ -285,6 +370,27 @@ class Pipeline:
                 items.append((kind, value, msg))
         return by_contact
 
+    def _implied_link(self, event: BehaviourEvent, msg: RawMessage, out: Outputs, by_contact: dict) -> None:
+        """An event that carries both a contact id and an anonymous id (a form fill, an identify)
+        links them, like an IdentityLink: into the anonymous id's partition, where its state is. Each
+        worker sends a pair once (links are idempotent; re-sending one after a restart is harmless)."""
+        anon = anonymous_contact(event.anonymous_id)  # type: ignore[arg-type]
+        if self._linked.get(anon) == event.contact_id:
+            return
+        if len(self._linked) >= 1 << 16:
+            self._linked.clear()
+        self._linked[anon] = event.contact_id
+        alias = Alias("event:" + event.event_id, anon, event.contact_id, event.occurred_at, IDENTIFY)
+        home = self.router.owner(anon) if self.router is not None else msg.partition
+        if home == msg.partition:
+            by_contact.setdefault(anon, []).append((IDENTITIES, alias, msg))
+            out.consumed[IDENTITIES] = out.consumed.get(IDENTITIES, 0) + 1
+            return
+        value = self.codec.encode("IdentityLink", {"link_id": alias.alias_id, "anonymous_id": event.anonymous_id,
+                                                   "contact_id": alias.target, "linked_at": alias.at,
+                                                   "source": event.source})
+        out.forwarded.append(Record(anon.encode(), value, home, msg.partition, forward_headers(msg, IDENTITIES)))
+
     # -- the batch step ---------------------------------------------------------------------------
 
     def process(self, messages: Iterable[RawMessage],
@@ -304,20 +410,31 @@ class Pipeline:
         if ticks:
             messages = [m for m in messages if kinds.get(m.topic) != TICKS]
         by_contact = self.decode(messages, now, out)
-        any_erasure = ERASURES in out.consumed  # decode counts every input it keeps
+        consumed = out.consumed  # decode counts every input it keeps
+        any_special = any(k in consumed for k in SPECIAL)
         for contact_id, items in by_contact.items():
             partition = items[-1][2].partition
             focus(partition)
             key = contact_id.encode()
             raw = table.get(key)
+            if raw is not None and raw[0] == ALIAS_MARK:  # merged into another contact: its inputs go there
+                self._redirect(items, alias_target(raw), out, now)  # type: ignore[arg-type]
+                if ERASURES in consumed and any(item[0] == ERASURES for item in items):
+                    table.pop(key, None)  # the link itself is personal data: erased with the person
+                continue
             state = model.decode_state(raw) if raw is not None else None
             changes: list = []
-            if any_erasure:
-                state, erased = self._apply_erasing(contact_id, state, items, changes, out, now)
+            if any_special:
+                state, erased, target = self._apply_special(contact_id, state, items, changes, out, now)
             else:
-                state, erased = self._apply(state, items, changes, out, now), False
+                state, erased, target = self._apply(state, items, changes, out, now), False, None
             if state is None:
-                if erased:
+                if target is not None:
+                    table[key] = alias_value(target)
+                    if raw is not None:  # the contact existed: CRMs forget it, its activity is the target's
+                        scores.append(Record(key, None, partition))
+                    touched.append((partition, contact_id, None))
+                elif erased:
                     table.pop(key, None)
                     scores.append(Record(key, None, partition))  # tombstone: CRMs forget the contact too
                     touched.append((partition, contact_id, None))
@@ -336,22 +453,71 @@ class Pipeline:
             self.cool(tick.partition, due(tick.partition, at) if due is not None else (), at, out)
         return out
 
-    def _apply_erasing(self, contact_id: str, state, items: list, changes: list, out: Outputs, now: int):
-        """``_apply`` for inputs among which there may be erasures: (state, erased)."""
+    def _apply_special(self, contact_id: str, state, items: list, changes: list, out: Outputs, now: int):
+        """``_apply`` for inputs among which there may be erasures, aliases and state transfers:
+        (state, erased, alias target). An alias of this contact ends it: its state goes to the target,
+        and its inputs after the alias follow (they are the target's from now on)."""
         erased = False
-        segment: list = []  # inputs since the last erasure, applied in one core call
-        for item in items:
-            if item[0] != ERASURES:
+        segment: list = []  # inputs since the last special one, applied in one core call
+        for i, item in enumerate(items):
+            kind = item[0]
+            if kind not in SPECIAL:
                 segment.append(item)
                 continue
             state = self._apply(state, segment, changes, out, now)
             segment = []
-            changes.append(self.model.erase(contact_id, item[1]["requested_at"]))
-            state, erased = None, True
+            value, msg = item[1], item[2]
+            if kind == ERASURES:
+                changes.append(self.model.erase(contact_id, value["requested_at"]))
+                state, erased = None, True
+            elif kind == TRANSFERS:
+                try:
+                    other = self.model.decode_state(value.state)
+                    state, more = self.model.merge(state, other, value.at, merge_cause(value.alias_id), contact_id)
+                except ScoringError as exc:
+                    self.dead_letter(msg, exc, now, out)
+                    continue
+                changes.extend(more)
+                erased = False
+            else:
+                if state is not None:
+                    self._forward(msg, TRANSFERS, value.target, out, self.model.encode_state(state),
+                                  ((MERGE_HEADER, f"{value.at}|{value.alias_id}"),))
+                self._redirect(items[i + 1:], value.target, out, now)
+                return None, False, value.target
         if segment:
             state = self._apply(state, segment, changes, out, now)
             erased = erased and state is None
-        return state, erased
+        return state, erased, None
+
+    def _redirect(self, items: list, target: str, out: Outputs, now: int) -> None:
+        """Inputs of an alias, to the contact it was merged into. Another alias of the same id to the
+        same contact is a re-delivery (dropped); to another contact, a conflict (dead-lettered)."""
+        for kind, value, msg in items:
+            if kind == IDENTITIES or kind == MERGES:
+                if value.target != target:
+                    self.dead_letter(msg, IdentityConflict(
+                        "contact_id" if kind == IDENTITIES else "winner",
+                        f"{value.source!r} was merged into {target!r} before; it cannot also be {value.target!r}"),
+                        now, out)
+                continue
+            if kind == TRANSFERS:
+                self._forward(msg, kind, target, out, msg.value, ((MERGE_HEADER, header(msg, MERGE_HEADER) or ""),))
+            else:
+                self._forward(msg, kind, target, out, msg.value)
+
+    def _forward(self, msg: RawMessage, kind: str, target: str, out: Outputs, value: bytes | None,
+                 extra: tuple = ()) -> None:
+        """Into the target's partition of the repartition topic, counted as one more alias followed."""
+        hops = int(header(msg, HOPS_HEADER) or 0) + 1
+        if hops > MAX_HOPS:
+            self.dead_letter(msg, AliasCycle("contact_id", f"followed {MAX_HOPS} merges without reaching a "
+                                                           f"contact (last {target!r}): the merges form a loop"),
+                             self.clock(), out)
+            return
+        home = self.router.owner(target) if self.router is not None else msg.partition
+        headers = forward_headers(msg, kind, ((CONTACT_HEADER, target), (HOPS_HEADER, str(hops)), *extra))
+        out.forwarded.append(Record(target.encode(), value, home, msg.partition, headers))
 
     def _apply(self, state, segment: list, changes: list, out: Outputs, now: int):
         """One core call for a contact's (kind, input, source message) items; inputs the core refuses
@@ -404,7 +570,7 @@ class Pipeline:
         for contact_id in contact_ids:
             key = contact_id.encode()
             raw = table.get(key)
-            if raw is None:  # erased since the timer was set
+            if raw is None or raw[0] == ALIAS_MARK:  # erased or merged since the timer was set
                 continue
             state, changes = model.cool(model.decode_state(raw), at)
             if changes:

@@ -467,6 +467,69 @@ class ScoringModel:
         return LifecycleChange(change_id(contact_id, "erasure", None, "erased", None, at), contact_id, "erasure",
                                None, "erased", at, None, 0.0, 0.0, 0.0, "", {}, self.version)
 
+    # ================================================================ identity
+    def merge(self, state: ContactState | None, other: ContactState, at: int, cause: str | None,
+              contact_id: str | None = None) -> tuple[ContactState, list[LifecycleChange]]:
+        """Fold ``other`` (an anonymous visitor or a merged duplicate) into ``state`` (the contact it
+        turned out to be, or ``contact_id``'s new state), at the later of both clocks and ``at``.
+
+        Exact: engagement sums, open cap windows (raw points and decayed sums) and the dedup memory
+        are sums and a union, so the result scores as if every event of both had been the contact's
+        from the start. Two limits, both beyond the late tolerance: a cap window that one side has
+        already closed (folded) while the other still has events in it is capped per side, and an
+        event the contact would have refused as too late still counts. The newer profile gives the
+        fit; qualification answers are united; a lead takes the other's stage when that is further
+        along. The changes the merge makes carry ``cause``; decay-only changes of ``state`` up to
+        the merge instant come first, without cause."""
+        if other.lo is None:
+            other = other.copy()
+            self._refresh(other)
+        if state is None:
+            st = self._new_state(contact_id or other.contact_id)
+        else:
+            st = state.copy()
+            if st.lo is None:
+                self._refresh(st)
+        changes: list[LifecycleChange] = []
+        if isinstance(at, bool) or not isinstance(at, int) or at <= 0:
+            raise InvalidEvent("at", "must be > 0 (epoch milliseconds)")
+        T = max(at, other.as_of)
+        self._move_clock(st, T, changes)
+        T = st.as_of
+        inv_h = self._inv_h
+        ref = max(st.ref, other.ref)
+        mine = 2.0 ** ((st.ref - ref) * inv_h)
+        theirs = 2.0 ** ((other.ref - ref) * inv_h)
+        acc = {k: v * mine for k, v in st.acc.items()}
+        for k, v in other.acc.items():
+            acc[k] = acc.get(k, 0.0) + v * theirs
+        buckets = {k: (S, D * mine, 0.0) for k, (S, D, _) in st.buckets.items()}
+        for k, (S, D, _) in other.buckets.items():
+            old = buckets.get(k)
+            buckets[k] = (S, D * theirs, 0.0) if old is None else (old[0] + S, old[1] + D * theirs, 0.0)
+        st.acc, st.buckets, st.ref = acc, buckets, ref
+        seen = {**st.seen, **other.seen}
+        st.seen = dict(sorted(seen.items(), key=lambda kv: kv[1]))  # oldest first, as maintain() expects
+        st.wm = max(st.wm, other.wm)
+        if other.profile_at > st.profile_at:
+            st.fit, st.grade, st.profile_at = other.fit, other.grade, other.profile_at
+        for name, mask in other.criteria.items():
+            st.criteria[name] = st.criteria.get(name, 0) | mask
+        self._eng.refresh(st)  # the windows' capped contributions, floor and maintenance instant
+        st.total = self._eng.recompute_total(st)
+        self._eng.maintain(st)  # windows the later watermark closes, ids it forgets
+        moves = []
+        if st.stage == LEAD and other.stage != LEAD:
+            moves.append(("stage", LEAD, other.stage))
+            st.stage, st.armed = other.stage, other.armed
+        if st.stage == MQL and st.criteria and self._criteria_complete(st):  # the answers complete only together
+            moves.append(("stage", MQL, SQL))
+            st.stage = transition(MQL, "criteria")
+        if moves:
+            self._emit(st, T, cause, moves, changes)
+        self._settle(st, T, cause, changes)
+        return st, changes
+
     # ================================================================ persistence
     def encode_state(self, state: ContactState) -> bytes:
         """Compact binary form (versioned first byte) for the Faust table."""

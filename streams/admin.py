@@ -26,10 +26,11 @@ def topic_specs(s: Settings) -> dict[str, dict[str, str]]:
         s.lifecycle_topic: {},
         s.scores_topic: {"cleanup.policy": "compact"},
         s.dlq_topic: big,
-        # accounts and identity inputs (written by the collector; read by the worker in issue 13)
-        s.identity_topic: {},
+        # identity inputs (written by the collector, read by the worker) and account memberships
+        # (written by the collector; not read yet)
+        s.identity_topic: big,
+        s.merges_topic: big,
         s.accounts_input_topic: {},
-        s.merges_topic: {},
     }
 
 

@@ -18,7 +18,7 @@ from faust.types import TP
 
 from agents.cooling import CoolingSchedule, rebuild
 from agents.pipeline import (
-    ERASURES, EVENTS, FORWARDED, PROFILES, QUALIFICATIONS, TICKS, DEAD_LETTER_HEADROOM, Pipeline,
+    ERASURES, EVENTS, FORWARDED, IDENTITIES, MERGES, PROFILES, QUALIFICATIONS, TICKS, DEAD_LETTER_HEADROOM, Pipeline,
 )
 from agents.writebehind import WriteBehind
 from scoring.model import ScoringModel
@@ -217,7 +217,8 @@ def bootstrap(settings: Settings | None = None) -> Runtime:
         store.focus(partition)
 
     kinds = {s.events_topic: EVENTS, s.profiles_topic: PROFILES, s.qualifications_topic: QUALIFICATIONS,
-             s.erasures_topic: ERASURES, s.repartition_topic: FORWARDED, s.ticks_topic: TICKS}
+             s.erasures_topic: ERASURES, s.identity_topic: IDENTITIES, s.merges_topic: MERGES,
+             s.repartition_topic: FORWARDED, s.ticks_topic: TICKS}
     pipeline = Pipeline(codec, model, metrics.track_contacts(states, model.decode_state), kinds, router=router,
                         repartition_topic=s.repartition_topic, focus=focus,
                         max_dead_letter_bytes=s.max_message_bytes - DEAD_LETTER_HEADROOM)

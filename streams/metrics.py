@@ -42,6 +42,7 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from scoring import BUILD as SCORING_BUILD
+from scoring.identity import alias_target
 from scoring.lifecycle import COLD, LEAD, STAGES, TEMPERATURES
 
 log = logging.getLogger("leadpulse.metrics")
@@ -63,7 +64,7 @@ FRESHNESS_BUCKETS = (
 BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 #: Inputs that are not behaviour events are counted under their kind (Pipeline's `consumed` keys).
-INPUT_KINDS = ("profiles", "qualifications", "erasures")
+INPUT_KINDS = ("profiles", "qualifications", "erasures", "identities", "merges", "merge-states")
 #: Outputs of a batch, by what they are (not by topic name: names differ per deployment).
 OUTPUTS = ("lifecycle", "scores", "dlq", "forwarded")
 
@@ -211,12 +212,12 @@ class ContactTracker(MutableMapping):
     def get(self, key, default=None):
         raw = self.table.get(key)
         if key not in self.before:
-            self.before[key] = raw
+            self.before[key] = None if raw is not None and alias_target(raw) is not None else raw
         return default if raw is None else raw
 
     def __setitem__(self, key, value) -> None:
         self.table[key] = value
-        self.after[key] = True
+        self.after[key] = alias_target(value) is None  # an alias marker: the contact was merged away
 
     def pop(self, key, *default):
         try:
@@ -436,6 +437,8 @@ class WorkerMetrics:
                 current[1] = c.to_value
         if exists_after and current is None:
             gauges.add(COLD, LEAD, +1)
+        elif not exists_after and current is not None:  # merged into another contact
+            gauges.add(current[0], current[1], -1)
 
     def observe_batch_duration(self, duration_s: float) -> None:
         """For a caller that measures the duration later than `observe_batch` (e.g. up to the acks)."""

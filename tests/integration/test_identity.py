@@ -1,0 +1,119 @@
+"""Identity on a real broker, two workers, producers partitioning as they like: an anonymous
+visitor's pricing visits and then a form fill make the contact hot at once (cause merge:…), the
+visitor's later activity counts for the contact, a lookup of the visitor points at the contact, and a
+CRM merge leaves one state. Expectations come from the pure core offline."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from scoring import BehaviourEvent, ContactProfile, ScoringModel, default_rules
+from scoring.identity import alias_target
+from tests.integration.test_routing import latest_by_key, now_ms, produce_with_librdkafka, profile
+from tests.support import Worker, codec, consume, decoder, produce, topic_env, wait_group_stable
+
+pytestmark = pytest.mark.kafka
+HOUR = 3_600_000
+PARTITIONS = 4
+MODEL = ScoringModel(default_rules())
+
+
+def event(cid: str, eid: str, et: str, at: int, anon: str | None = None, **props) -> dict:
+    return {"event_id": eid, "contact_id": cid, "anonymous_id": anon, "event_type": et, "occurred_at": at,
+            "source": "web", "properties": props}
+
+
+def encoded(rec: dict) -> tuple[bytes | None, bytes]:
+    key = rec["contact_id"] or f"anon:{rec['anonymous_id']}"
+    return key.encode(), codec.encode("BehaviourEvent", rec)
+
+
+async def wait_json(worker: Worker, path: str, ok, timeout: float = 45.0):
+    deadline = time.monotonic() + timeout
+    status, body = 0, {}
+    while time.monotonic() < deadline:
+        status, body = worker.get_json(path)
+        if ok(status, body):
+            return status, body
+        await asyncio.sleep(0.3)
+    return status, body
+
+
+async def test_identity_links_and_contact_merges_across_two_workers(kafka_bootstrap, unique, tmp_path):
+    names = topic_env(unique)
+    env = {"LEADPULSE_PARTITIONS": str(PARTITIONS)}
+    w1 = Worker(kafka_bootstrap, unique, tmp_path, name="i1", extra_env=env).start()
+    w2 = Worker(kafka_bootstrap, unique, tmp_path, name="i2", extra_env=env).start()
+    try:
+        w1.wait_ready()
+        w2.wait_ready()
+        wait_group_stable([w1, w2])
+        t0 = now_ms() - 10 * HOUR
+        events_topic = names["LEADPULSE_EVENTS_TOPIC"]
+        # 1. Anonymous pricing visits (no contact id: the tracker only knows the browser), through librdkafka.
+        visits = [event("", f"{unique}-v{i}", "pricing_page_view", t0 + i * HOUR, anon="browser-7", url="/pricing")
+                  for i in range(3)]
+        visits.append(event("", f"{unique}-v-demo", "demo_request", t0 + 3 * HOUR, anon="browser-7"))
+        await asyncio.to_thread(produce_with_librdkafka, kafka_bootstrap, events_topic, [encoded(v) for v in visits])
+        status, anon = await wait_json(w1, "/contacts/anon:browser-7", lambda s, b: s == 200 and b["temperature"] == "hot")
+        assert status == 200 and anon["temperature"] == "hot", (status, anon, w1.log_text()[-3000:])
+
+        # 2. The form fill: a profile, and an IdentityLink (keyed by the contact, as the collector writes it).
+        await produce(kafka_bootstrap, names["LEADPULSE_PROFILES_TOPIC"], [profile("ana", t0 + 4 * HOUR)])
+        await produce(kafka_bootstrap, names["LEADPULSE_IDENTITY_TOPIC"], [(b"ana", codec.encode("IdentityLink", {
+            "link_id": f"{unique}-link", "anonymous_id": "browser-7", "contact_id": "ana",
+            "linked_at": t0 + 4 * HOUR, "source": "web"}))])
+
+        def ana_hot(got):
+            return any(c["contact_id"] == "ana" and c["to_value"] == "hot" for c in got)
+
+        changes = await consume(kafka_bootstrap, names["LEADPULSE_LIFECYCLE_TOPIC"], ana_hot, timeout=45,
+                                decode=decoder("LifecycleChange"))
+        hot = [c for c in changes if c["contact_id"] == "ana" and c["to_value"] == "hot"]
+        assert hot and hot[0]["cause_event_id"] == f"merge:{unique}-link", (changes, w1.log_text()[-3000:])
+        assert hot[0]["at"] == t0 + 4 * HOUR
+
+        # 3. Later activity of the same browser counts for ana; the visitor's lookup points at ana.
+        late = event("", f"{unique}-v-late", "webinar_signup", t0 + 5 * HOUR, anon="browser-7")
+        await asyncio.to_thread(produce_with_librdkafka, kafka_bootstrap, events_topic, [(None, encoded(late)[1])])
+        want, _ = MODEL.apply_profile(None, ContactProfile(**codec.decode("ContactProfile",
+                                                                          profile("ana", t0 + 4 * HOUR)[1])))
+        want, _ = MODEL.apply_events(want, [BehaviourEvent(**{**v, "contact_id": "ana"}) for v in visits + [late]])
+        score = MODEL.snapshot(want).score
+        status, body = await wait_json(w2, "/contacts/ana", lambda s, b: s == 200 and abs(b["score"] - score) < 1e-6)
+        assert status == 200 and abs(body["score"] - score) < 1e-6, (body, score)
+        status, via_alias = w1.get_json("/contacts/anon:browser-7")  # urllib follows the 301, as browsers do
+        assert status == 200 and via_alias["contact_id"] == "ana"
+
+        # 4. A CRM merge: dup's activity folds into ana, one state remains, dup's score is tombstoned.
+        await produce(kafka_bootstrap, events_topic, [encoded(event("dup", f"{unique}-d1", "free_trial_signup",
+                                                                    t0 + 5 * HOUR))])
+        await wait_json(w1, "/contacts/dup", lambda s, b: s == 200)
+        await produce(kafka_bootstrap, names["LEADPULSE_MERGES_TOPIC"], [(b"ana", codec.encode("ContactMerge", {
+            "merge_id": f"{unique}-m", "winner": "ana", "loser": "dup", "merged_at": t0 + 6 * HOUR,
+            "source": "hubspot"}))])
+        dup_trial = BehaviourEvent(**event("ana", f"{unique}-d1", "free_trial_signup", t0 + 5 * HOUR))
+        merged, _ = MODEL.merge(want, MODEL.apply_events(None, [dup_trial])[0], t0 + 6 * HOUR, "m", "ana")
+        score = MODEL.snapshot(merged).score
+        status, body = await wait_json(w2, "/contacts/ana", lambda s, b: s == 200 and abs(b["score"] - score) < 1e-6)
+        assert abs(body["score"] - score) < 1e-6 and "free_trial_signup" in body["explanation"], body
+
+        changelog = f"{names['LEADPULSE_APP_ID']}-contacts-changelog"
+        deadline = time.monotonic() + 30
+        while True:
+            log = await latest_by_key(kafka_bootstrap, changelog)
+            scores = await latest_by_key(kafka_bootstrap, names["LEADPULSE_SCORES_TOPIC"])
+            settled = (alias_target(log[b"dup"][-1][1]) == "ana" and alias_target(log[b"anon:browser-7"][-1][1]) == "ana"
+                       and scores[b"dup"][-1][1] is None and scores[b"anon:browser-7"][-1][1] is None)
+            if settled or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(1.0)
+        assert settled, (log.get(b"dup"), scores.get(b"dup"))
+        states = [k for k, v in log.items() if v[-1][1] is not None and alias_target(v[-1][1]) is None]
+        assert states == [b"ana"], states  # one state left, in ana's own partition
+    finally:
+        w1.stop()
+        w2.stop()
