@@ -73,7 +73,7 @@ def rebuild(schedule: CoolingSchedule, partitions: set[int], items_of, next_cool
     for p in sorted(partitions):
         for key, raw in items_of(p):
             contact_id = key.decode()
-            if (owner is not None and owner(contact_id) != p) or alias_target(raw) is not None:
+            if (owner is not None and owner(contact_id) != p) or contact_id[:1] == "\0" or alias_target(raw) is not None:
                 continue
             state = decode_state(raw)
             if census is not None:

@@ -18,6 +18,10 @@ from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from scoring.accounts import (
+    ACCOUNT_KEY_PREFIX, AccountModel, account_key, membership, pack_share, removal, share_of,
+    unpack_share,
+)
 from scoring.errors import InvalidEvent, ScoringError
 from scoring.events import (
     DAY_MS, BehaviourEvent, ContactProfile, QualificationUpdate, behaviour_event, validate_event, validate_profile,
@@ -34,6 +38,7 @@ from streams.routing import ContactRouter
 # What an input topic carries.
 EVENTS, PROFILES, QUALIFICATIONS, ERASURES = "events", "profiles", "qualifications", "erasures"
 IDENTITIES, MERGES = "identities", "merges"  # aliases: anonymous → known, loser → winner
+MEMBERSHIPS, SHARES = "memberships", "account-shares"  # a contact's account; contacts' shares, by account
 TICKS, FORWARDED = "ticks", "forwarded"
 #: Internal, on the repartition topic only: an alias's state on its way to the contact it is merged into.
 TRANSFERS = "merge-states"
@@ -48,7 +53,7 @@ NOT_THE_RECORDS_FAULT: tuple[type[BaseException], ...] = (RegistryError,)
 RECORD_OF = {
     EVENTS: "BehaviourEvent", PROFILES: "ContactProfile",
     QUALIFICATIONS: "QualificationUpdate", ERASURES: "EraseRequest",
-    IDENTITIES: "IdentityLink", MERGES: "ContactMerge",
+    IDENTITIES: "IdentityLink", MERGES: "ContactMerge", MEMBERSHIPS: "AccountMembership",
 }
 #: Inputs that are not applied with the contact's run of events: each ends a run (see _apply_special).
 SPECIAL = frozenset((ERASURES, IDENTITIES, MERGES, TRANSFERS))
@@ -88,6 +93,8 @@ class Outputs:
     scores: list[Record] = field(default_factory=list)
     dead_letters: list[Record] = field(default_factory=list)
     forwarded: list[Record] = field(default_factory=list)  # inputs whose contact another partition owns
+    shares: list[Record] = field(default_factory=list)  # contacts' shares, into their account's partition
+    accounts: list[Record] = field(default_factory=list)  # AccountChange records
     changes: list[Any] = field(default_factory=list)  # LifecycleChange values, for metrics and logs
     consumed: dict[str, int] = field(default_factory=dict)  # valid inputs by event type / kind
     rejected: dict[str, int] = field(default_factory=dict)  # dead letters by error class
@@ -97,6 +104,16 @@ class Outputs:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def account_change_record(change) -> dict:
+    return {
+        "change_id": change.change_id, "account_id": change.account_id, "kind": change.kind,
+        "from_value": change.from_value, "to_value": change.to_value, "at": change.at,
+        "cause_contact_id": change.cause_contact_id, "engagement": float(change.engagement),
+        "fit": float(change.fit), "contacts": change.contacts, "engaged_contacts": change.engaged_contacts,
+        "roles": list(change.roles), "rules_version": change.rules_version,
+    }
 
 
 def change_record(change) -> dict:
@@ -159,6 +176,8 @@ def to_domain(kind: str, rec: dict, now: int = 0, max_future_ms: int = DAY_MS):
         return identity_link(rec, now, max_future_ms)
     if kind == MERGES:
         return contact_merge(rec, now, max_future_ms)
+    if kind == MEMBERSHIPS:
+        return membership(rec, now, max_future_ms)
     return rec  # an erase request stays a dict: contact_id, request_id, requested_at
 
 
@@ -282,6 +301,7 @@ class Pipeline:
         self.max_dead_letter_bytes = max_dead_letter_bytes
         self._kind_values = frozenset(kinds.values())
         self._linked: dict[str, str] = {}  # anonymous ids this worker has linked (see _implied_link)
+        self.accounts = AccountModel(model.rules)
 
     # -- decoding ---------------------------------------------------------------------------------
 
@@ -330,6 +350,9 @@ class Pipeline:
                 if kind == TRANSFERS:
                     value = transfer_of(msg)
                     contact_id = value.contact_id
+                elif kind == SHARES:
+                    value = unpack_share(msg.value)
+                    contact_id = account_key(value.account)
                 else:
                     record = RECORD_OF.get(kind)
                     if record is None:
@@ -341,6 +364,8 @@ class Pipeline:
                         contact_id = value["contact_id"]
                     elif kind == IDENTITIES or kind == MERGES:
                         contact_id = value.source  # decided where the alias's own state lives
+                    elif kind == MEMBERSHIPS:
+                        contact_id = value.contact_id
                     else:
                         _VALIDATE[kind](value, now)
                         contact_id = value.contact_id
@@ -349,13 +374,15 @@ class Pipeline:
                     if redirected:
                         value = for_contact(kind, value, redirected)
                         contact_id = redirected
+                    if contact_id[:1] == "\0":
+                        raise InvalidEvent("contact_id", "starts with NUL (reserved for the worker's own keys)")
             except NOT_THE_RECORDS_FAULT:
                 raise
             except Exception as exc:  # noqa: BLE001 - whatever a record makes a decoder raise: a dead letter
                 self.dead_letter(msg, exc, now, out)
                 continue
             if owner is not None:
-                home = owner(contact_id)
+                home = owner(contact_id if kind != SHARES else value.account)
                 if home != msg.partition:
                     # Another partition owns the contact's state: forward the record, untouched, into
                     # that partition of the repartition topic; it is scored there.
@@ -415,6 +442,9 @@ class Pipeline:
         for contact_id, items in by_contact.items():
             partition = items[-1][2].partition
             focus(partition)
+            if contact_id[0] == "\0":
+                self._apply_account(contact_id, items, partition, out)
+                continue
             key = contact_id.encode()
             raw = table.get(key)
             if raw is not None and raw[0] == ALIAS_MARK:  # merged into another contact: its inputs go there
@@ -423,6 +453,8 @@ class Pipeline:
                     table.pop(key, None)  # the link itself is personal data: erased with the person
                 continue
             state = model.decode_state(raw) if raw is not None else None
+            account_before = state.account if state is not None else ""
+            at_before = state.as_of if state is not None else 0
             changes: list = []
             if any_special:
                 state, erased, target = self._apply_special(contact_id, state, items, changes, out, now)
@@ -442,6 +474,12 @@ class Pipeline:
                 table[key] = model.encode_state(state)
                 scores.append(Record(key, encode("ScoreSnapshot", model.snapshot_fields(state)), partition))
                 touched.append((partition, contact_id, model.next_cooling_at(state)))
+                if state.account:
+                    self._share(share_of(state), partition, out)
+            if account_before and (state is None or state.account != account_before):
+                # Moved to another account, merged into another contact or erased: its share goes.
+                self._share(removal(account_before, contact_id, max(at_before, state.as_of if state else 0)),
+                            partition, out)
             if changes:
                 self._publish(key, partition, changes, out)
         for tick in ticks:
@@ -552,6 +590,34 @@ class Pipeline:
                 self.dead_letter(source[id(value)], exc, now, out)
         return state
 
+    # -- accounts ---------------------------------------------------------------------------------
+
+    def _share(self, share, partition: int, out: Outputs) -> None:
+        """A contact's share, re-keyed by its account, into the account's partition of the shares topic."""
+        home = self.router.owner(share.account) if self.router is not None else partition
+        out.shares.append(Record(share.account.encode(), pack_share(share), home, partition))
+
+    def _apply_account(self, key_text: str, items: list, partition: int, out: Outputs) -> None:
+        """One account's shares of this batch: one state read and write, its changes published."""
+        account = key_text[len(ACCOUNT_KEY_PREFIX):]
+        key = key_text.encode()
+        raw = self.table.get(key)
+        accounts = self.accounts
+        try:
+            state = accounts.decode(raw) if raw is not None else None
+        except ScoringError as exc:  # never written so by the worker: keep the shares, start over
+            for _, _, msg in items:
+                self.dead_letter(msg, exc, self.clock(), out)
+            return
+        state, changes = accounts.apply(state, account, [v for _, v, _ in items])
+        if state is None:
+            self.table.pop(key, None)
+        else:
+            self.table[key] = accounts.encode(state)
+        encode = self.codec.encode
+        for c in changes:
+            out.accounts.append(Record(account.encode(), encode("AccountChange", account_change_record(c)), partition))
+
     def _publish(self, key: bytes, partition: int, changes: list, out: Outputs) -> None:
         encode = self.codec.encode
         for change in changes:
@@ -578,4 +644,6 @@ class Pipeline:
                 out.scores.append(Record(key, self.codec.encode("ScoreSnapshot", model.snapshot_fields(state)),
                                          partition))
                 self._publish(key, partition, changes, out)
+                if state.account:
+                    self._share(share_of(state), partition, out)
             out.touched.append((partition, contact_id, model.next_cooling_at(state)))

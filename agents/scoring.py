@@ -30,7 +30,8 @@ def batch_of(rt: "Runtime", number: int, messages: list[RawMessage], out: Output
     s = rt.settings
     outputs: dict[int, list] = {}
     for topic, records in ((s.lifecycle_topic, out.lifecycle), (s.scores_topic, out.scores),
-                           (s.dlq_topic, out.dead_letters), (s.repartition_topic, out.forwarded)):
+                           (s.dlq_topic, out.dead_letters), (s.repartition_topic, out.forwarded),
+                           (s.account_shares_topic, out.shares), (s.accounts_topic, out.accounts)):
         for r in records:
             source = r.partition if r.source is None else r.source
             outputs.setdefault(source, []).append((topic, r.partition, r.key, r.value, r.headers))

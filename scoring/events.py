@@ -121,6 +121,8 @@ def _check_id(value: object, name: str) -> None:
         raise InvalidEvent(name, f"expected str, got {type(value).__name__}")
     if not value.strip():
         raise InvalidEvent(name, "empty")
+    if value[0] == "\0":
+        raise InvalidEvent(name, "starts with NUL (reserved for the worker's own keys)")
 
 
 def _check_time(value: object, name: str, now_ms: int, max_future_ms: int) -> None:
@@ -137,7 +139,7 @@ def validate_event(e: BehaviourEvent, now_ms: int, max_future_ms: int = DAY_MS) 
     # Every event goes through here: the usual valid values pass a few cheap tests, anything else
     # gets the detailed checks (same order, same error).
     eid, cid, t = e.event_id, e.contact_id, e.occurred_at
-    if not (type(eid) is str and type(cid) is str and eid.strip() and cid.strip()):
+    if not (type(eid) is str and type(cid) is str and eid.strip() and cid.strip()) or cid[0] == "\0":
         _check_id(eid, "event_id")
         _check_id(cid, "contact_id")
     et = e.event_type

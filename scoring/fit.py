@@ -84,3 +84,23 @@ def _email_domain(email: str | None) -> str | None:
     if not at or not local or not domain:
         return None  # malformed: treated as missing (validate_profile rejects it upstream)
     return domain
+
+
+def buying_role(profile: ContactProfile, rules: Rules) -> str:
+    """The contact's buying-group role from its job title ([accounts.roles], first match), or ""."""
+    title = (profile.job_title or "").lower()
+    if title:
+        for band in rules.accounts.roles:
+            if band.pattern.search(title):
+                return band.label
+    return ""
+
+
+def company_domain(profile: ContactProfile, rules: Rules) -> str | None:
+    """The company's web domain from a professional e-mail address (not free mail, not a
+    competitor): how a contact with no account membership is grouped into an account."""
+    domain = _email_domain(profile.email)
+    f = rules.fit
+    if domain is None or f.free_mail_re.fullmatch(domain) or f.competitor_re.fullmatch(domain):
+        return None
+    return domain

@@ -26,7 +26,8 @@ from hashlib import blake2b
 from .engagement import Engagement, Memo
 from .errors import InvalidEvent, ScoringError
 from .events import ACTIONS, DAY_MS, BehaviourEvent, ContactProfile, QualificationUpdate, check_qualification_criteria
-from .fit import grade_at_least, grade_for, score_fit
+from .accounts import Membership, domain_account
+from .fit import buying_role, company_domain, grade_at_least, grade_for, score_fit
 from .lifecycle import LEAD, MQL, RECYCLED, SQL, TEMPERATURES, next_temperature, temperature_band, transition
 from .outputs import LifecycleChange, ScoreSnapshot, change_id
 from .rules import GRADES, Rules, default_rules
@@ -275,6 +276,8 @@ class ScoringModel:
             try:
                 if type(item) is ContactProfile:
                     state, more = self.apply_profile(state, item)
+                elif type(item) is Membership:
+                    state, more = self.apply_membership(state, item)
                 else:
                     state, more = self.apply_qualification(state, item)
             except ScoringError as exc:
@@ -309,8 +312,32 @@ class ScoringModel:
         st.fit = fit.score
         st.grade = fit.grade
         st.profile_at = profile.updated_at
+        st.role = buying_role(profile, self.rules)
+        if not st.account_at:  # no membership: the company of a professional e-mail address
+            domain = company_domain(profile, self.rules)
+            st.account = domain_account(domain) if domain else ""
         self._settle(st, at, f"profile@{profile.updated_at}", changes)
         return st, changes
+
+    def apply_membership(self, state: ContactState | None, m: Membership) -> tuple[ContactState, list[LifecycleChange]]:
+        """The contact's account from an account membership; an older one than the contact's newest is
+        ignored. Leaving the account (``active`` false) leaves the contact without one. No lifecycle
+        change: the account's own changes follow from the contact's share (``scoring.accounts``)."""
+        if state is None:
+            st = self._new_state(m.contact_id)
+        else:
+            self._check_contact(state, m.contact_id)
+            if m.updated_at < state.account_at:
+                return state, []
+            st = state.copy()
+            if st.lo is None:
+                self._refresh(st)
+        if m.active:
+            st.account = m.account
+        elif st.account == m.account:
+            st.account = ""
+        st.account_at = m.updated_at
+        return st, []
 
     def apply_qualification(self, state: ContactState | None, update: QualificationUpdate) -> tuple[ContactState, list[LifecycleChange]]:
         """Record BANT/MEDDICC answers and apply sales actions (accept/reject/disqualify/won).
@@ -512,7 +539,11 @@ class ScoringModel:
         st.seen = dict(sorted(seen.items(), key=lambda kv: kv[1]))  # oldest first, as maintain() expects
         st.wm = max(st.wm, other.wm)
         if other.profile_at > st.profile_at:
-            st.fit, st.grade, st.profile_at = other.fit, other.grade, other.profile_at
+            st.fit, st.grade, st.profile_at, st.role = other.fit, other.grade, other.profile_at, other.role
+            if not st.account_at and not other.account_at:
+                st.account = other.account
+        if other.account_at > st.account_at or (not st.account and not st.account_at):
+            st.account, st.account_at = other.account, other.account_at
         for name, mask in other.criteria.items():
             st.criteria[name] = st.criteria.get(name, 0) | mask
         self._eng.refresh(st)  # the windows' capped contributions, floor and maintenance instant

@@ -124,6 +124,44 @@ class Framework:
     min_met: int
 
 
+def _keyword_re(keywords: tuple[str, ...]) -> re.Pattern[str]:
+    """Whole-word/phrase, case-insensitive alternation (applied to lower-cased text)."""
+    if not keywords:
+        return re.compile("(?!)")
+    alts = "|".join(re.escape(k) for k in sorted(keywords, key=len, reverse=True))
+    return re.compile(rf"(?<![\w])(?:{alts})(?![\w])")
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRules:
+    """Account-based scoring: when a contact counts as engaged, buying-group roles by job title,
+    account temperature on the account's engagement, and the MQA bar."""
+
+    engaged_min: float  # a contact's engagement from which it counts as an engaged member
+    temperature: TemperatureRules  # on the account's engagement (sum over its contacts)
+    roles: tuple[KeywordBand, ...]  # first band with a keyword in the job title wins
+    mqa_min_engagement: float
+    mqa_min_engaged_contacts: int
+    mqa_min_roles: int  # distinct roles among the engaged contacts
+
+
+_DEFAULT_ROLES = (
+    ("technical-evaluator", ("cto", "cio", "ciso", "architect", "engineer", "engineering", "developer", "devops",
+                             "it", "dsi", "security", "data", "technical", "technique")),
+    ("economic-buyer", ("chief", "ceo", "cfo", "coo", "cmo", "cro", "founder", "co-founder", "owner", "president",
+                        "managing director", "vp", "svp", "evp", "vice president", "head", "pdg", "dg",
+                        "directeur général", "directrice générale")),
+    ("champion", ("director", "directeur", "directrice", "manager", "lead", "responsable")),
+    ("user", ("specialist", "analyst", "coordinator", "associate", "executive", "officer", "consultant",
+              "marketer", "chargé", "chargée", "assistant", "assistante")),
+)
+DEFAULT_ACCOUNT_RULES = AccountRules(
+    engaged_min=10.0, temperature=TemperatureRules(60.0, 150.0, 10.0),
+    roles=tuple(KeywordBand(label, kws, 0.0, _keyword_re(kws)) for label, kws in _DEFAULT_ROLES),
+    mqa_min_engagement=100.0, mqa_min_engaged_contacts=3, mqa_min_roles=3,
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Rules:
     version: str
@@ -139,6 +177,7 @@ class Rules:
     mql_min_grade: str
     frameworks: Mapping[str, Framework]
     source: str = field(default="", compare=False)
+    accounts: AccountRules = DEFAULT_ACCOUNT_RULES
 
     @property
     def half_life_ms(self) -> float:
@@ -275,7 +314,7 @@ class _Parser:
         top = self.table(
             d, "rules",
             ("version", "points", "temperature", "fit", "mql", "sql"),
-            ("half_life_days", "late_tolerance_days", "total_cap", "caps", "rules"),
+            ("half_life_days", "late_tolerance_days", "total_cap", "caps", "rules", "accounts"),
         )
         version = self.str_(top["version"], "rules.version")
         half_life = self.pos(top.get("half_life_days", 30), "rules.half_life_days")
@@ -312,6 +351,7 @@ class _Parser:
             mql_min_grade=min_grade,
             frameworks=MappingProxyType(frameworks),
             source=self.source,
+            accounts=self.accounts(top.get("accounts", {})),
         )
 
     def points(self, v: Any) -> dict[str, float]:
@@ -366,25 +406,27 @@ class _Parser:
             raise self.err(path, f"expected a table, got {_tname(v)}")
         return v
 
-    def temperature(self, v: Any) -> TemperatureRules:
-        t = self.table(v, "rules.temperature", ("warm", "hot"), ("hysteresis",))
-        warm = self.pos(t["warm"], "rules.temperature.warm")
-        hot = self.num(t["hot"], "rules.temperature.hot")
+    def temperature(self, v: Any, path: str = "rules.temperature") -> TemperatureRules:
+        t = self.table(v, path, ("warm", "hot"), ("hysteresis",))
+        warm = self.pos(t["warm"], f"{path}.warm")
+        hot = self.num(t["hot"], f"{path}.hot")
         if hot <= warm:
-            raise self.err("rules.temperature.hot", "must be > warm")
-        hyst = self.num(t.get("hysteresis", 0), "rules.temperature.hysteresis")
+            raise self.err(f"{path}.hot", "must be > warm")
+        hyst = self.num(t.get("hysteresis", 0), f"{path}.hysteresis")
         if hyst < 0:
-            raise self.err("rules.temperature.hysteresis", "must be >= 0")
+            raise self.err(f"{path}.hysteresis", "must be >= 0")
         return TemperatureRules(warm, hot, hyst)
 
-    def bands(self, v: Any, path: str) -> tuple[KeywordBand, ...]:
+    def bands(self, v: Any, path: str, points: bool = True) -> tuple[KeywordBand, ...]:
+        """Keyword bands; without `points` (buying-group roles) a band has a required label instead."""
         out = []
         for i, b in enumerate(self.array_of_tables(v, path)):
             p = f"{path}[{i}]"
-            t = self.table(b, p, ("keywords", "points"), ("label",))
+            t = self.table(b, p, ("keywords", "points") if points else ("keywords", "label"), ("label",) if points else ())
             kws = tuple(k.strip().lower() for k in self.strs(t["keywords"], f"{p}.keywords", nonempty=True))
             label = self.str_(t.get("label", f"band{i}"), f"{p}.label")
-            out.append(KeywordBand(label, kws, self.num(t["points"], f"{p}.points"), _keyword_re(kws)))
+            out.append(KeywordBand(label, kws, self.num(t["points"], f"{p}.points") if points else 0.0,
+                                   _keyword_re(kws)))
         return tuple(out)
 
     def fit(self, v: Any) -> FitRules:
@@ -449,6 +491,28 @@ class _Parser:
             industry_re=_keyword_re(industries),
         )
 
+    def accounts(self, v: Any) -> AccountRules:
+        """[accounts]: every key optional (the defaults are DEFAULT_ACCOUNT_RULES)."""
+        path = "rules.accounts"
+        d = DEFAULT_ACCOUNT_RULES
+        t = self.table(v, path, (), ("engaged_min_engagement", "temperature", "mqa", "roles"))
+        engaged = self.num(t.get("engaged_min_engagement", d.engaged_min), f"{path}.engaged_min_engagement")
+        if "temperature" in t:
+            temp = self.temperature(t["temperature"], f"{path}.temperature")
+        else:
+            temp = d.temperature
+        mqa = self.table(t.get("mqa", {}), f"{path}.mqa", (), ("min_engagement", "min_engaged_contacts", "min_roles"))
+        roles = self.bands(t["roles"], f"{path}.roles", points=False) if "roles" in t else d.roles
+        if len({b.label for b in roles}) != len(roles):
+            raise self.err(f"{path}.roles", "role labels must be unique")
+        return AccountRules(
+            engaged_min=engaged, temperature=temp, roles=roles,
+            mqa_min_engagement=self.num(mqa.get("min_engagement", d.mqa_min_engagement), f"{path}.mqa.min_engagement"),
+            mqa_min_engaged_contacts=self.int_(mqa.get("min_engaged_contacts", d.mqa_min_engaged_contacts),
+                                               f"{path}.mqa.min_engaged_contacts"),
+            mqa_min_roles=self.int_(mqa.get("min_roles", d.mqa_min_roles), f"{path}.mqa.min_roles"),
+        )
+
     def sql(self, v: Any) -> dict[str, Framework]:
         t = self.table(v, "rules.sql", ("frameworks",))
         fw = self.table_any(t["frameworks"], "rules.sql.frameworks")
@@ -472,14 +536,6 @@ def _tname(v: Any) -> str:
     return {dict: "table", list: "array", str: "string", bool: "boolean", int: "integer", float: "float"}.get(
         type(v), type(v).__name__
     )
-
-
-def _keyword_re(keywords: tuple[str, ...]) -> re.Pattern[str]:
-    """Whole-word/phrase, case-insensitive alternation (applied to lower-cased text)."""
-    if not keywords:
-        return re.compile("(?!)")
-    alts = "|".join(re.escape(k) for k in sorted(keywords, key=len, reverse=True))
-    return re.compile(rf"(?<![\w])(?:{alts})(?![\w])")
 
 
 def _domain_re(patterns: tuple[str, ...]) -> re.Pattern[str]:

@@ -16,6 +16,10 @@ Binary format, little-endian, version 1 (first byte)::
                                                                    open cap windows
             ns x 8-byte event-id hash, ns x H UTC day              dedup memory
             nc x (B len, utf-8 framework, H criteria bitmask)      qualification
+    trailer (version 2 only, for a contact with an account or a buying-group role)
+            H len(account) | q account_at | B len(role) | utf-8 account | utf-8 role
+
+A contact with neither is written as version 1, byte for byte as before accounts existed.
 
 Header and body are one ``struct`` call in each direction (formats cached by shape; decoding
 finds the format from the header's raw count bytes): decoding a typical state costs a few
@@ -31,6 +35,8 @@ from .lifecycle import COLD, LEAD, STAGES, TEMPERATURES
 from .rules import GRADES
 
 FORMAT_VERSION = 1
+WITH_ACCOUNT = 2  # the version of a state with the account trailer
+_TRAILER = struct.Struct("<HqB")
 _HEAD = struct.Struct("<BIqqqqddBBBBHHHIB")
 _new_state = object.__new__
 _GRADE_IDX = {g: i for i, g in enumerate(GRADES)}
@@ -38,7 +44,7 @@ _TEMP_IDX = {t: i for i, t in enumerate(TEMPERATURES)}
 _STAGE_IDX = {s: i for i, s in enumerate(STAGES)}
 
 _PERSISTED = ("contact_id", "as_of", "wm", "ref", "profile_at", "fit", "grade", "temperature", "stage",
-              "armed", "total", "acc", "buckets", "seen", "criteria")
+              "armed", "total", "acc", "buckets", "seen", "criteria", "account", "account_at", "role")
 
 
 class ContactState:
@@ -55,6 +61,9 @@ class ContactState:
     * ``seen``: 8-byte event-id hash -> UTC day of the event (dedup memory)
     * ``criteria``: framework -> bitmask of met criteria (order of the rules file)
     * ``armed``: a recycled contact's score has fallen below the MQL bar since the rejection
+    * ``account``: the account (company) the contact belongs to, "" if none; ``account_at`` the
+      instant of the membership that set it (0: taken from the profile's e-mail domain)
+    * ``role``: the contact's buying-group role from its job title, "" if none
 
     * ``total``: the running sum of all contributions at ``ref`` (persisted, so that a table
       round trip never changes a single bit of a later result)
@@ -80,6 +89,9 @@ class ContactState:
         self.seen: dict[bytes, int] = {}
         self.criteria: dict[str, int] = {}
         self.total = 0.0
+        self.account = ""
+        self.account_at = 0
+        self.role = ""
         self.lo: float | None = None  # None: derived caches must be recomputed by the model
         self.hi = 0.0
         self.floor = 1
@@ -102,6 +114,9 @@ class ContactState:
         c.seen = self.seen.copy()
         c.criteria = self.criteria.copy()
         c.total = self.total
+        c.account = self.account
+        c.account_at = self.account_at
+        c.role = self.role
         c.lo = self.lo
         c.hi = self.hi
         c.floor = self.floor
@@ -158,16 +173,20 @@ def pack(st: ContactState, rules_tag: int = 0) -> bytes:
         raw, decayed, _ = zip(*bk.values())  # per window: raw points, decayed sum (the cap part is derived)
     else:
         raw = decayed = ()
+    extra = st.account or st.role
     data = _layout(ncid, na, nb, ns).pack(
-        FORMAT_VERSION, rules_tag, st.as_of, st.wm, st.ref, st.profile_at, st.fit, st.total, _GRADE_IDX[st.grade],
+        WITH_ACCOUNT if extra else FORMAT_VERSION, rules_tag, st.as_of, st.wm, st.ref, st.profile_at, st.fit, st.total, _GRADE_IDX[st.grade],
         _TEMP_IDX[st.temperature], _STAGE_IDX[st.stage], 1 if st.armed else 0, ncid, na, nb, ns, len(crit),
         cid, *acc, *acc.values(), *bk, *raw, *decayed, *seen, *seen.values())
-    if not crit:
+    if not crit and not extra:
         return data
     parts = [data]
     for name, mask in crit.items():
         nb_ = name.encode()
         parts.append(struct.pack(f"<B{len(nb_)}sH", len(nb_), nb_, mask))
+    if extra:
+        account, role = st.account.encode(), st.role.encode()
+        parts += [_TRAILER.pack(len(account), st.account_at, len(role)), account, role]
     return b"".join(parts)
 
 
@@ -180,8 +199,9 @@ def unpack(data: bytes) -> tuple[ContactState, int]:
 
 
 def _unpack(data: bytes) -> tuple[ContactState, int]:
-    if not data or data[0] != FORMAT_VERSION:
-        raise ValueError(f"unsupported state format version {data[0] if data else None}")
+    version = data[0] if data else None
+    if version != FORMAT_VERSION and version != WITH_ACCOUNT:
+        raise ValueError(f"unsupported state format version {version}")
     counts = data[_COUNTS:_HEAD.size]
     layout = _BY_COUNTS.get(counts)
     if layout is None:
@@ -216,6 +236,14 @@ def _unpack(data: bytes) -> tuple[ContactState, int]:
             name, mask = struct.unpack_from(f"<{ln}sH", data, off + 1)
             off += 1 + ln + 2
             crit[name.decode()] = mask
+    if version == WITH_ACCOUNT:
+        na_, st.account_at, nr = _TRAILER.unpack_from(data, off)
+        off += _TRAILER.size
+        st.account = data[off:off + na_].decode()
+        st.role = data[off + na_:off + na_ + nr].decode()
+        off += na_ + nr
+    else:
+        st.account, st.account_at, st.role = "", 0, ""
     if off != len(data):
         raise ValueError(f"{len(data) - off} trailing bytes")
     st.lo = None

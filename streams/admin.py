@@ -26,11 +26,13 @@ def topic_specs(s: Settings) -> dict[str, dict[str, str]]:
         s.lifecycle_topic: {},
         s.scores_topic: {"cleanup.policy": "compact"},
         s.dlq_topic: big,
-        # identity inputs (written by the collector, read by the worker) and account memberships
-        # (written by the collector; not read yet)
+        # identity and account inputs (written by the collector)
         s.identity_topic: big,
         s.merges_topic: big,
-        s.accounts_input_topic: {},
+        s.accounts_input_topic: big,
+        # Contacts' shares re-keyed by account (internal), and the accounts' changes.
+        s.account_shares_topic: {"retention.ms": str(7 * 24 * 3600 * 1000)},
+        s.accounts_topic: {},
     }
 
 

@@ -77,7 +77,8 @@ class Topics:
     @classmethod
     def declare(cls, app: faust.App, s: Settings) -> "Topics":
         names = (s.events_topic, s.profiles_topic, s.qualifications_topic, s.erasures_topic,
-                 s.identity_topic, s.merges_topic, s.repartition_topic, s.ticks_topic)
+                 s.identity_topic, s.merges_topic, s.accounts_input_topic, s.account_shares_topic,
+                 s.repartition_topic, s.ticks_topic)
         inputs = app.topic(*names, key_type=bytes, value_type=bytes, partitions=s.partitions,
                            key_serializer="raw", value_serializer="raw")
         return cls(inputs=inputs, input_names=names)

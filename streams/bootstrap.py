@@ -18,7 +18,7 @@ from faust.types import TP
 
 from agents.cooling import CoolingSchedule, rebuild
 from agents.pipeline import (
-    ERASURES, EVENTS, FORWARDED, IDENTITIES, MERGES, PROFILES, QUALIFICATIONS, TICKS, DEAD_LETTER_HEADROOM, Pipeline,
+    ERASURES, EVENTS, FORWARDED, IDENTITIES, MEMBERSHIPS, MERGES, PROFILES, SHARES, QUALIFICATIONS, TICKS, DEAD_LETTER_HEADROOM, Pipeline,
 )
 from agents.writebehind import WriteBehind
 from scoring.model import ScoringModel
@@ -218,6 +218,7 @@ def bootstrap(settings: Settings | None = None) -> Runtime:
 
     kinds = {s.events_topic: EVENTS, s.profiles_topic: PROFILES, s.qualifications_topic: QUALIFICATIONS,
              s.erasures_topic: ERASURES, s.identity_topic: IDENTITIES, s.merges_topic: MERGES,
+             s.accounts_input_topic: MEMBERSHIPS, s.account_shares_topic: SHARES,
              s.repartition_topic: FORWARDED, s.ticks_topic: TICKS}
     pipeline = Pipeline(codec, model, metrics.track_contacts(states, model.decode_state), kinds, router=router,
                         repartition_topic=s.repartition_topic, focus=focus,

@@ -64,9 +64,10 @@ FRESHNESS_BUCKETS = (
 BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 #: Inputs that are not behaviour events are counted under their kind (Pipeline's `consumed` keys).
-INPUT_KINDS = ("profiles", "qualifications", "erasures", "identities", "merges", "merge-states")
+INPUT_KINDS = ("profiles", "qualifications", "erasures", "identities", "merges", "merge-states", "memberships",
+               "account-shares")
 #: Outputs of a batch, by what they are (not by topic name: names differ per deployment).
-OUTPUTS = ("lifecycle", "scores", "dlq", "forwarded")
+OUTPUTS = ("lifecycle", "scores", "dlq", "forwarded", "accounts", "account-shares")
 
 LABEL_CAP = 100  # distinct values per label before new ones are folded into "other"
 
@@ -211,19 +212,23 @@ class ContactTracker(MutableMapping):
     # -- what the pipeline uses ---------------------------------------------------------------
     def get(self, key, default=None):
         raw = self.table.get(key)
+        if key[:1] == b"\0":  # an account's state, not a contact
+            return default if raw is None else raw
         if key not in self.before:
             self.before[key] = None if raw is not None and alias_target(raw) is not None else raw
         return default if raw is None else raw
 
     def __setitem__(self, key, value) -> None:
         self.table[key] = value
-        self.after[key] = alias_target(value) is None  # an alias marker: the contact was merged away
+        if key[:1] != b"\0":
+            self.after[key] = alias_target(value) is None  # an alias marker: the contact was merged away
 
     def pop(self, key, *default):
         try:
             return self.table.pop(key, *default)
         finally:
-            self.after[key] = False
+            if key[:1] != b"\0":
+                self.after[key] = False
 
     def __delitem__(self, key) -> None:
         del self.table[key]
@@ -362,7 +367,7 @@ class WorkerMetrics:
             self.rejected.labels(self.reason_label(name)).inc(n)
         for name, records in (
             ("lifecycle", out.lifecycle), ("scores", out.scores), ("dlq", out.dead_letters),
-            ("forwarded", out.forwarded),
+            ("forwarded", out.forwarded), ("accounts", out.accounts), ("account-shares", out.shares),
         ):
             if records:
                 self.published.labels(name).inc(len(records))

@@ -238,6 +238,8 @@ class Settings:
     identity_topic: str = "lead-identities"
     accounts_input_topic: str = "lead-account-memberships"
     merges_topic: str = "lead-contact-merges"
+    accounts_topic: str = "lead-accounts"  # AccountChange records (output)
+    account_shares_topic: str = "leadpulse-account-shares"  # internal: contact shares re-keyed by account
     api_tokens_file: str | None = None
     api_auth: str = "required"
     api_token: Secret | None = None  # the CLI's own token (`leadpulse explain`)
@@ -296,6 +298,9 @@ class Settings:
             identity_topic=_env("LEADPULSE_IDENTITY_TOPIC", "lead-identities"),
             accounts_input_topic=_env("LEADPULSE_ACCOUNTS_INPUT_TOPIC", "lead-account-memberships"),
             merges_topic=_env("LEADPULSE_MERGES_TOPIC", "lead-contact-merges"),
+            accounts_topic=_env("LEADPULSE_ACCOUNTS_TOPIC", "lead-accounts"),
+            account_shares_topic=(_env("LEADPULSE_ACCOUNT_SHARES_TOPIC", "")
+                                  or f"{_env('LEADPULSE_APP_ID', 'leadpulse')}-account-shares"),
             api_tokens_file=os.environ.get("LEADPULSE_API_TOKENS_FILE") or None,
             api_auth=_choice("LEADPULSE_API_AUTH", "required", ("required", "disabled")),
             api_token=_secret("LEADPULSE_API_TOKEN"),

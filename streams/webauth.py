@@ -40,9 +40,9 @@ log = logging.getLogger("leadpulse.webauth")
 ROLES = ("read", "admin")
 MIN_TOKEN_CHARS = 24
 #: The worker's paths: health and metrics stay open (probes, Prometheus; no personal data), score
-#: lookups need `read`, anything else (Faust's /router, /table... pages) `admin`.
+#: and account lookups need `read`, anything else (Faust's /router, /table... pages) `admin`.
 WORKER_RULES: tuple[tuple[str, str | None], ...] = (
-    ("/health/", None), ("/metrics", None), ("/contacts/", "read"),
+    ("/health/", None), ("/metrics", None), ("/contacts/", "read"), ("/accounts/", "read"),
 )
 
 

@@ -55,6 +55,7 @@ def topic_env(suffix: str) -> dict[str, str]:
         "LEADPULSE_IDENTITY_TOPIC": f"lead-identities-{suffix}",
         "LEADPULSE_ACCOUNTS_INPUT_TOPIC": f"lead-account-memberships-{suffix}",
         "LEADPULSE_MERGES_TOPIC": f"lead-contact-merges-{suffix}",
+        "LEADPULSE_ACCOUNTS_TOPIC": f"lead-accounts-{suffix}",
     }
 
 

@@ -11,73 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.pipeline import (
-    CONTACT_HEADER, ERASURES, EVENTS, FORWARDED, IDENTITIES, MERGES, PROFILES, Pipeline, RawMessage,
-)
-from scoring import BehaviourEvent, ScoringModel, default_rules
-from scoring.identity import alias_target, anonymous_contact
-from streams.codec import AvroCodec
-from streams.routing import ContactRouter
-
+from agents.pipeline import CONTACT_HEADER
+from scoring.identity import alias_target
+from tests.agents.cluster import MODEL, PARTITIONS, Cluster, as_events, event, link
 from tests.scoring.helpers import DAY, HOUR, T0
-
-PARTITIONS = 4
-KINDS = {"ev": EVENTS, "prof": PROFILES, "id": IDENTITIES, "merge": MERGES, "erase": ERASURES, "rep": FORWARDED}
-codec = AvroCodec()
-MODEL = ScoringModel(default_rules())
-
-
-class Cluster:
-    """One pipeline over every partition; `run` feeds records and replays what is forwarded until
-    nothing is left, like the repartition topic would."""
-
-    def __init__(self) -> None:
-        self.table: dict[bytes, bytes] = {}
-        self.router = ContactRouter(PARTITIONS)
-        self.pipeline = Pipeline(codec, MODEL, self.table, KINDS, router=self.router, repartition_topic="rep",
-                                 clock=lambda: T0 + 30 * DAY)
-        self.offsets = {p: 0 for p in range(PARTITIONS)}
-        self.dead: list[dict] = []
-        self.lifecycle: list[dict] = []
-        self.scores: dict[bytes, bytes | None] = {}
-
-    def message(self, topic: str, partition: int, key, value, headers=()) -> RawMessage:
-        self.offsets[partition] += 1
-        return RawMessage(topic, partition, self.offsets[partition], key, value, list(headers))
-
-    def run(self, messages: list[RawMessage]) -> None:
-        for _ in range(20):
-            if not messages:
-                return
-            out = self.pipeline.process(messages)
-            self.dead += [codec.decode("DeadLetter", r.value) for r in out.dead_letters]
-            self.lifecycle += [codec.decode("LifecycleChange", r.value) for r in out.lifecycle]
-            for r in out.scores:
-                self.scores[r.key] = r.value
-            messages = [self.message("rep", r.partition, r.key, r.value, r.headers) for r in out.forwarded]
-        raise AssertionError("forwarding did not settle")
-
-    def send(self, topic: str, record: str, rec: dict, partition: int) -> RawMessage:
-        return self.message(topic, partition, None, codec.encode(record, rec))
-
-    def state(self, contact_id: str):
-        raw = self.table.get(contact_id.encode())
-        return None if raw is None or alias_target(raw) else MODEL.decode_state(raw)
-
-
-def event(cid: str, eid: str, et: str, at: int, anon: str | None = None, **props) -> dict:
-    return {"event_id": eid, "contact_id": cid, "event_type": et, "occurred_at": at, "properties": props,
-            "source": "test", "anonymous_id": anon}
-
-
-def link(anon: str, cid: str, at: int, lid: str | None = None) -> dict:
-    return {"link_id": lid or f"link-{anon}", "anonymous_id": anon, "contact_id": cid, "linked_at": at,
-            "source": "test"}
-
-
-def as_events(recs: list[dict], cid: str) -> list[BehaviourEvent]:
-    return [BehaviourEvent(**{**r, "contact_id": cid}) for r in recs]
-
 
 TYPES = ["page_view", "pricing_page_view", "content_download", "webinar_signup", "demo_request", "email_click"]
 

@@ -112,8 +112,69 @@ async def test_identity_links_and_contact_merges_across_two_workers(kafka_bootst
                 break
             await asyncio.sleep(1.0)
         assert settled, (log.get(b"dup"), scores.get(b"dup"))
-        states = [k for k, v in log.items() if v[-1][1] is not None and alias_target(v[-1][1]) is None]
-        assert states == [b"ana"], states  # one state left, in ana's own partition
+        states = [k for k, v in log.items() if v[-1][1] is not None and alias_target(v[-1][1]) is None
+                  and not k.startswith(b"\0")]  # (the account's state is there too: acme-robotics.com)
+        assert states == [b"ana"], states  # one contact state left, in ana's own partition
+    finally:
+        w1.stop()
+        w2.stop()
+
+
+def account_profile(cid: str, title: str, at: int) -> tuple[bytes, bytes]:
+    return cid.encode(), codec.encode("ContactProfile", dict(
+        contact_id=cid, email=f"{cid}@globex-robotics.com", job_title=title, company="Globex", company_size=800,
+        industry="software", country="FR", updated_at=at))
+
+
+async def test_an_account_crosses_mqa_when_a_third_role_engages_across_two_workers(kafka_bootstrap, unique, tmp_path):
+    names = topic_env(unique)
+    env = {"LEADPULSE_PARTITIONS": str(PARTITIONS)}
+    w1 = Worker(kafka_bootstrap, unique, tmp_path, name="a1", extra_env=env).start()
+    w2 = Worker(kafka_bootstrap, unique, tmp_path, name="a2", extra_env=env).start()
+    try:
+        w1.wait_ready()
+        w2.wait_ready()
+        wait_group_stable([w1, w2])
+        t0 = now_ms() - 10 * HOUR
+        people = {f"{unique}-cfo": "CFO", f"{unique}-arch": "Solutions Architect", f"{unique}-mgr": "Marketing Manager"}
+        await produce(kafka_bootstrap, names["LEADPULSE_PROFILES_TOPIC"],
+                      [account_profile(cid, title, t0) for cid, title in people.items()])
+        busy = ["demo_request", "webinar_attended", "pricing_page_view"]
+
+        def engagement(cid: str, at: int):
+            return [encoded(event(cid, f"{cid}-{k}", k, at + i, url="/pricing")) for i, k in enumerate(busy)]
+
+        first, second, third = people
+        await asyncio.to_thread(produce_with_librdkafka, kafka_bootstrap, names["LEADPULSE_EVENTS_TOPIC"],
+                                engagement(first, t0 + HOUR) + engagement(second, t0 + 2 * HOUR))
+        account = "domain:globex-robotics.com"
+        status, body = await wait_json(w1, f"/accounts/{account}", lambda s, b: s == 200 and b["engaged_contacts"] == 2)
+        assert status == 200 and body["stage"] == "unqualified", (status, body, w1.log_text()[-3000:])
+        assert set(body["roles"]) == {"economic-buyer", "technical-evaluator"} and body["missing_roles"] == [
+            "champion", "user"]
+        await asyncio.to_thread(produce_with_librdkafka, kafka_bootstrap, names["LEADPULSE_EVENTS_TOPIC"],
+                                engagement(third, t0 + 3 * HOUR))
+
+        def mqa(got):
+            return any(c["kind"] == "stage" and c["to_value"] == "mqa" for c in got)
+
+        changes = await consume(kafka_bootstrap, names["LEADPULSE_ACCOUNTS_TOPIC"], mqa, timeout=45,
+                                decode=decoder("AccountChange"))
+        stage = [c for c in changes if c["kind"] == "stage"]
+        assert [(c["account_id"], c["from_value"], c["to_value"], c["cause_contact_id"]) for c in stage] == [
+            (account, "unqualified", "mqa", third)], changes
+        # The lookup (from the other worker too) lists the contributing contacts; engagement is their sum.
+        status, body = await wait_json(w2, f"/accounts/{account}?at={t0 + 4 * HOUR}",
+                                       lambda s, b: s == 200 and b["stage"] == "mqa")
+        assert sorted(m["contact_id"] for m in body["contacts"]) == sorted(people)
+        total = 0.0
+        for cid in people:
+            state, _ = MODEL.apply_profile(None, ContactProfile(**codec.decode("ContactProfile",
+                                                                                account_profile(cid, people[cid], t0)[1])))
+            state, _ = MODEL.apply_events(state, [BehaviourEvent(**codec.decode("BehaviourEvent", v))
+                                                  for _, v in engagement(cid, t0 + (1 + list(people).index(cid)) * HOUR)])
+            total += MODEL.snapshot(state, t0 + 4 * HOUR).engagement
+        assert abs(body["engagement"] - total) < 1e-6, (body["engagement"], total)
     finally:
         w1.stop()
         w2.stop()

@@ -74,7 +74,8 @@ def test_behaviour_event_factory_builds_the_same_frozen_event():
 def reference_pack(s, tag: int) -> bytes:
     """The documented format, header and body packed apart (the encoding before it was one struct)."""
     cid = s.contact_id.encode()
-    head = struct.pack("<BIqqqqddBBBBHHHIB", 1, tag, s.as_of, s.wm, s.ref, s.profile_at, s.fit, s.total,
+    extra = bool(s.account or s.role)
+    head = struct.pack("<BIqqqqddBBBBHHHIB", 2 if extra else 1, tag, s.as_of, s.wm, s.ref, s.profile_at, s.fit, s.total,
                        GRADES.index(s.grade), TEMPERATURES.index(s.temperature), STAGES.index(s.stage), int(s.armed),
                        len(cid), len(s.acc), len(s.buckets), len(s.seen), len(s.criteria))
     nb = len(s.buckets)
@@ -83,6 +84,9 @@ def reference_pack(s, tag: int) -> bytes:
                        *[v[1] for v in s.buckets.values()], *s.seen, *s.seen.values())
     crit = b"".join(struct.pack(f"<B{len(n)}sH", len(n), n, m) for n, m in
                     ((name.encode(), mask) for name, mask in s.criteria.items()))
+    if extra:  # version 2: the account trailer
+        account, role = s.account.encode(), s.role.encode()
+        crit += struct.pack(f"<HqB{len(account)}s{len(role)}s", len(account), s.account_at, len(role), account, role)
     return head + body + crit
 
 

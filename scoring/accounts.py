@@ -1,0 +1,277 @@
+"""ACCOUNTS (account-based marketing): companies scored from their contacts.
+
+B2B deals are bought by committees: an account is hot when several of its people engage, and
+marketing-qualified (MQA) when enough of the buying group does. A contact's *share* — its raw
+engagement sum at its reference instant, its fit, role, temperature and stage — goes to its account
+whenever it changes (the worker re-keys it by account). The account keeps the newest share of each
+contact, so its engagement at any instant T is exactly
+
+    engagement(T) = sum over its contacts of min(total_cap, total_c * 2 ** ((ref_c - T) / H))
+
+— the sum of what each contact's own snapshot says at T — whatever order the shares arrive in.
+
+Account temperature (with hysteresis, on the account's engagement), the buying-group coverage
+(distinct roles among the engaged contacts) and the MQA stage (sticky, like MQL) are evaluated when
+a share arrives, at the account's clock, and each change names the contact that caused it.
+
+Pure: no Kafka. Shares travel as a small binary record; the account state is stored as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from .errors import InvalidEvent, ScoringError
+from .lifecycle import COLD, STAGES, TEMPERATURES, next_temperature
+from .outputs import change_id
+from .rules import Rules
+from .state import ContactState
+
+DOMAIN_PREFIX = "domain:"
+#: Where account states live in the contacts store (a contact id never starts with NUL).
+ACCOUNT_KEY_PREFIX = "\0acct:"
+UNQUALIFIED, MQA = "unqualified", "mqa"
+ACCOUNT_STAGES = (UNQUALIFIED, MQA)
+_TEMP_IDX = {t: i for i, t in enumerate(TEMPERATURES)}
+_STAGE_IDX = {s: i for i, s in enumerate(STAGES)}
+
+
+def account_key(account_id: str) -> str:
+    """The store key (as text) of an account's state."""
+    return ACCOUNT_KEY_PREFIX + account_id
+
+
+def account_of_key(key: str) -> str | None:
+    return key[len(ACCOUNT_KEY_PREFIX):] if key.startswith(ACCOUNT_KEY_PREFIX) else None
+
+
+def domain_account(domain: str) -> str:
+    return DOMAIN_PREFIX + domain
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """A contact belongs to an account from ``updated_at`` on (``active``), or left it. The newest
+    membership of a contact wins; an account known by its web domain is ``domain:<domain>``, so the
+    same company from several sources (and from e-mail addresses) is one account."""
+
+    membership_id: str
+    contact_id: str
+    account: str
+    active: bool
+    updated_at: int
+
+
+def membership(rec: Mapping, now_ms: int, max_future_ms: int) -> Membership:
+    """An ``AccountMembership`` record as a Membership; ``InvalidEvent`` names the field."""
+    for name in ("membership_id", "contact_id", "account_id"):
+        v = rec.get(name)
+        if not isinstance(v, str) or not v.strip():
+            raise InvalidEvent(name, "empty" if isinstance(v, str) else f"expected str, got {type(v).__name__}")
+    t = rec.get("updated_at")
+    if isinstance(t, bool) or not isinstance(t, int) or t <= 0:
+        raise InvalidEvent("updated_at", "must be > 0 (epoch milliseconds)")
+    if t > now_ms + max_future_ms:
+        raise InvalidEvent("updated_at", f"{t - now_ms} ms in the future (max {max_future_ms})")
+    domain = rec.get("account_domain")
+    account = domain_account(domain.strip().lower()) if isinstance(domain, str) and domain.strip() else rec["account_id"]
+    return Membership(rec["membership_id"], rec["contact_id"], account, bool(rec.get("active", True)), t)
+
+
+# --------------------------------------------------------------------------- shares
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    """What one contact contributes to its account at ``at`` (its clock); ``removed``: it left the
+    account (moved, merged away or erased)."""
+
+    account: str
+    contact_id: str
+    at: int
+    total: float
+    ref: int
+    fit: float
+    role: str
+    temperature: str
+    stage: str
+    removed: bool = False
+
+
+_SHARE = struct.Struct("<BqqddBBBHHB")  # version, at, ref, total, fit, removed, temperature, stage, lens
+_SHARE_VERSION = 1
+
+
+def share_of(state: ContactState) -> Share:
+    return Share(state.account, state.contact_id, state.as_of, state.total, state.ref, state.fit, state.role,
+                 state.temperature, state.stage)
+
+
+def removal(account: str, contact_id: str, at: int) -> Share:
+    return Share(account, contact_id, at, 0.0, 0, 0.0, "", COLD, STAGES[0], True)
+
+
+def pack_share(s: Share) -> bytes:
+    a, c, r = s.account.encode(), s.contact_id.encode(), s.role.encode()
+    return _SHARE.pack(_SHARE_VERSION, s.at, s.ref, s.total, s.fit, 1 if s.removed else 0, _TEMP_IDX[s.temperature],
+                       _STAGE_IDX[s.stage], len(a), len(c), len(r)) + a + c + r
+
+
+def unpack_share(data: bytes) -> Share:
+    try:
+        v, at, ref, total, fit, removed, t, st, na, nc, nr = _SHARE.unpack_from(data)
+        if v != _SHARE_VERSION:
+            raise ValueError(f"unsupported share version {v}")
+        o = _SHARE.size
+        if len(data) != o + na + nc + nr:
+            raise ValueError(f"{len(data)} bytes, expected {o + na + nc + nr}")
+        a, c, r = data[o:o + na].decode(), data[o + na:o + na + nc].decode(), data[o + na + nc:].decode()
+        return Share(a, c, at, total, ref, fit, r, TEMPERATURES[t], STAGES[st], bool(removed))
+    except (struct.error, IndexError, UnicodeDecodeError, ValueError) as exc:
+        raise ScoringError(f"corrupt account share: {exc}") from None
+
+
+# --------------------------------------------------------------------------- accounts
+
+class AccountState:
+    """One account: its clock, temperature, stage, last published buying-group coverage, and the
+    newest share of each member: contact -> [at, total, ref, fit, role, temperature, stage]."""
+
+    __slots__ = ("account", "as_of", "temperature", "stage", "roles", "contacts")
+
+    def __init__(self, account: str) -> None:
+        self.account = account
+        self.as_of = 0
+        self.temperature = COLD
+        self.stage = UNQUALIFIED
+        self.roles: tuple[str, ...] = ()
+        self.contacts: dict[str, list] = {}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AccountState) and all(getattr(self, a) == getattr(other, a) for a in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, slots=True)
+class AccountChange:
+    change_id: str
+    account_id: str
+    kind: str  # "temperature" | "stage" | "buying_group"
+    from_value: str | None
+    to_value: str
+    at: int
+    cause_contact_id: str | None
+    engagement: float
+    fit: float
+    contacts: int
+    engaged_contacts: int
+    roles: tuple[str, ...]
+    rules_version: str
+
+
+class AccountModel:
+    """The account arithmetic and rules (``[accounts]`` of the rules file)."""
+
+    def __init__(self, rules: Rules) -> None:
+        self.rules = rules.accounts
+        self.version = rules.version
+        self.inv_h = 1.0 / rules.half_life_ms
+        self.cap = rules.total_cap
+        self.role_order = {b.label: i for i, b in enumerate(self.rules.roles)}
+
+    def contact_engagement(self, member: list, at: float) -> float:
+        e = member[1] * 2.0 ** ((member[2] - at) * self.inv_h)
+        return e if e < self.cap else self.cap
+
+    def summary(self, st: AccountState, at: float) -> tuple[float, int, tuple[str, ...], float]:
+        """(engagement, engaged contacts, roles covered by them, best contact fit) at ``at``."""
+        total, engaged, roles, fit = 0.0, 0, set(), None
+        floor = self.rules.engaged_min
+        for m in st.contacts.values():
+            e = self.contact_engagement(m, at)
+            total += e
+            if e >= floor:
+                engaged += 1
+                if m[4]:
+                    roles.add(m[4])
+            fit = m[3] if fit is None or m[3] > fit else fit
+        ordered = tuple(sorted(roles, key=lambda r: (self.role_order.get(r, len(self.role_order)), r)))
+        return total, engaged, ordered, 0.0 if fit is None else fit
+
+    def apply(self, state: AccountState | None, account: str, shares: Iterable[Share]
+              ) -> tuple[AccountState | None, list[AccountChange]]:
+        """The account after these shares (None once no contact is left), and the changes they made.
+        A share older than the one held for its contact changes nothing (a replay, or a reordering)."""
+        st = state if state is not None else AccountState(account)
+        changes: list[AccountChange] = []
+        for s in shares:
+            if s.account != account:
+                raise InvalidEvent("account", f"{s.account!r} does not match the account {account!r}")
+            held = st.contacts.get(s.contact_id)
+            if held is not None and s.at < held[0]:
+                continue
+            if s.removed:
+                if held is None:
+                    continue
+                del st.contacts[s.contact_id]
+            else:
+                st.contacts[s.contact_id] = [s.at, s.total, s.ref, s.fit, s.role, s.temperature, s.stage]
+            if s.at > st.as_of:
+                st.as_of = s.at
+            self._settle(st, st.as_of, s.contact_id, changes)
+        return (st if st.contacts else None), changes
+
+    def _settle(self, st: AccountState, at: int, cause: str, changes: list) -> None:
+        e, engaged, roles, fit = self.summary(st, at)
+        r = self.rules
+        moves = []
+        t = next_temperature(st.temperature, e, r.temperature)
+        if t != st.temperature:
+            moves.append(("temperature", st.temperature, t))
+            st.temperature = t
+        if roles != st.roles:
+            moves.append(("buying_group", ",".join(st.roles), ",".join(roles)))
+            st.roles = roles
+        if (st.stage != MQA and e >= r.mqa_min_engagement and engaged >= r.mqa_min_engaged_contacts
+                and len(roles) >= r.mqa_min_roles):
+            moves.append(("stage", st.stage, MQA))
+            st.stage = MQA
+        for kind, frm, to in moves:
+            changes.append(AccountChange(change_id("account:" + st.account, kind, frm, to, cause, at), st.account, kind,
+                                         frm, to, at, cause, e, fit, len(st.contacts), engaged, roles, self.version))
+
+    def snapshot(self, st: AccountState, at: int | None = None) -> dict:
+        """The account at ``at`` (default: its clock; never before it) with every contributing contact."""
+        at = st.as_of if at is None or at < st.as_of else at
+        e, engaged, roles, fit = self.summary(st, at)
+        members = sorted(
+            ({"contact_id": cid, "engagement": self.contact_engagement(m, at), "fit": m[3], "role": m[4] or None,
+              "temperature": m[5], "stage": m[6]} for cid, m in st.contacts.items()),
+            key=lambda m: (-m["engagement"], m["contact_id"]))
+        return {"account_id": st.account, "at": at, "engagement": e, "fit": fit, "temperature": st.temperature,
+                "stage": st.stage, "engaged_contacts": engaged, "roles": list(roles),
+                "missing_roles": [b.label for b in self.rules.roles if b.label not in roles],
+                "contacts": members, "rules_version": self.version}
+
+    # -- persistence -------------------------------------------------------------------------------
+    @staticmethod
+    def encode(st: AccountState) -> bytes:
+        return json.dumps({"v": 1, "account": st.account, "as_of": st.as_of, "temperature": st.temperature,
+                           "stage": st.stage, "roles": list(st.roles), "contacts": st.contacts},
+                          separators=(",", ":"), allow_nan=False).encode()
+
+    @staticmethod
+    def decode(data: bytes) -> AccountState:
+        try:
+            d = json.loads(data)
+            st = AccountState(d["account"])
+            st.as_of, st.temperature, st.stage = int(d["as_of"]), d["temperature"], d["stage"]
+            st.roles, st.contacts = tuple(d["roles"]), {k: list(v) for k, v in d["contacts"].items()}
+            if d.get("v") != 1 or st.temperature not in TEMPERATURES or st.stage not in ACCOUNT_STAGES:
+                raise ValueError("unknown version, temperature or stage")
+            return st
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ScoringError(f"corrupt account state: {exc}") from None
