@@ -8,9 +8,16 @@ environment are read with them).  Records are fed to `ScoringModel` per contact 
 Kafka, where topics only order records per partition), grouped the way the worker batches them:
 consecutive behaviour events of a contact go through one `apply_events` call.
 
+Identities and accounts as the worker has them: an event with only an anonymous id is the visitor
+`anon:<id>`'s; an event carrying both ids, an IdentityLink or a ContactMerge (from the topics) merges
+the alias's state into the contact at that point of the delivery order (`ScoringModel.merge`), and
+the alias's later records are the contact's. Every contact's share goes to its account
+(`scoring.accounts`) after each of its groups.
+
 Reported per rules version: leads by temperature and stage at the end instant, MQL and SQL counts,
-median time to MQL (first event → MQL), MQL→SQL conversion where sales' outcome is known, and with
-`--compare` the contacts whose stage differs.  `--report` writes Markdown, `--chart` a PNG.
+median time to MQL (first event, anonymous ones included → MQL), MQL→SQL conversion where sales'
+outcome is known, merges, accounts by temperature and MQAs, and with `--compare` the contacts whose
+stage differs.  `--report` writes Markdown, `--chart` a PNG.
 """
 
 from __future__ import annotations
@@ -24,8 +31,9 @@ from pathlib import Path
 
 from tools.common import DAY_MS, CliError, day, duration, iso, progress
 
-EVENT, PROFILE, QUALIFICATION, ERASURE = 0, 1, 2, 3
-KIND_NAMES = ("behaviour", "profile", "qualification", "erasure")
+EVENT, PROFILE, QUALIFICATION, ERASURE, MEMBERSHIP, ALIAS = 0, 1, 2, 3, 4, 5
+KIND_NAMES = ("behaviour", "profile", "qualification", "erasure", "membership", "identity")
+ANON = "anon:"
 FAR_FUTURE = 1 << 62
 CHUNK = 200_000
 
@@ -52,8 +60,9 @@ def _converters(logical: bool):
     ms = _ms if logical else (lambda v: v)
 
     def behaviour(b):
-        return BehaviourEvent(b["event_id"], b["contact_id"], b["event_type"], ms(b["occurred_at"]),
-                              b.get("properties") or {}, b.get("source") or "", b.get("anonymous_id"))
+        cid, anon = b["contact_id"], b.get("anonymous_id")
+        return BehaviourEvent(b["event_id"], cid if cid or not anon else ANON + anon, b["event_type"],
+                              ms(b["occurred_at"]), b.get("properties") or {}, b.get("source") or "", anon)
 
     def profile(p):
         return ContactProfile(p["contact_id"], p.get("email"), p.get("job_title"), p.get("company"),
@@ -177,6 +186,8 @@ def read_avro(path: Path, window: _Window, *, chunk: int = CHUNK, show_progress:
                                     counts["outside window"] += 1
                                     continue
                                 cid = b["contact_id"]
+                                if not cid and b["anonymous_id"]:
+                                    cid = ANON + b["anonymous_id"]
                                 append((cid, EVENT, BE(b["event_id"], cid, b["event_type"], t, b["properties"],
                                                        b["source"], b["anonymous_id"])))
                                 if len(out) < chunk:
@@ -230,9 +241,15 @@ async def _read_topics(bootstrap: str, topics: list[str], optional: list[str], w
     s = settings()
     codec = codec_from_settings(s)
     behaviour, profile, qualification = _converters(False)
+    from scoring.accounts import membership
+    from scoring.identity import contact_merge, identity_link
+
     kinds = {"BehaviourEvent": (EVENT, behaviour), "ContactProfile": (PROFILE, profile),
              "QualificationUpdate": (QUALIFICATION, qualification),
-             "EraseRequest": (ERASURE, lambda r: (r["contact_id"], r["requested_at"]))}
+             "EraseRequest": (ERASURE, lambda r: (r["contact_id"], r["requested_at"])),
+             "IdentityLink": (ALIAS, lambda r: identity_link(r, FAR_FUTURE, 0)),
+             "ContactMerge": (ALIAS, lambda r: contact_merge(r, FAR_FUTURE, 0)),
+             "AccountMembership": (MEMBERSHIP, lambda r: membership(r, FAR_FUTURE, 0))}
     names: dict[int, str] = {}
     counts: Counter = Counter()
     items: list = []
@@ -302,6 +319,10 @@ async def _read_topics(bootstrap: str, topics: list[str], optional: list[str], w
                             continue
                         if kind == ERASURE:
                             cid, t = obj
+                        elif kind == ALIAS:
+                            cid, t = obj.source, obj.at
+                        elif kind == MEMBERSHIP:
+                            cid, t = obj.contact_id, obj.updated_at
                         else:
                             cid = obj.contact_id
                             t = obj.updated_at if kind == PROFILE else obj.occurred_at
@@ -345,8 +366,10 @@ def _time_of(item) -> int:
     _, kind, obj = item
     if kind == EVENT or kind == QUALIFICATION:
         return obj.occurred_at
-    if kind == PROFILE:
+    if kind == PROFILE or kind == MEMBERSHIP:
         return obj.updated_at
+    if kind == ALIAS:
+        return obj.at
     return obj[1]
 
 
@@ -367,15 +390,86 @@ def group(chunk: list, by_time: bool = False) -> dict[str, list]:
     return groups
 
 
+class Identities:
+    """The aliases the worker would hold (anonymous id → contact, loser → winner), shared by every
+    replay: splits the delivery order at each new alias and renames the records of merged ids."""
+
+    MAX_HOPS = 8
+
+    def __init__(self) -> None:
+        self.alias: dict[str, str] = {}
+        self.counts: Counter = Counter()
+
+    def resolve(self, cid: str) -> str:
+        alias = self.alias
+        for _ in range(self.MAX_HOPS):
+            nxt = alias.get(cid)
+            if nxt is None:
+                return cid
+            cid = nxt
+        self.counts["alias loops"] += 1
+        return cid
+
+    def segments(self, chunk: list):
+        """(items, alias or None) pieces of a chunk, in order: the items before an alias are replayed
+        before it merges, the ones after it under the contact."""
+        from dataclasses import replace
+
+        from scoring.identity import IDENTIFY, Alias
+
+        alias = self.alias
+        out: list = []
+        for item in chunk:
+            cid, kind, obj = item
+            if kind == ALIAS:
+                yield out, self._link(obj)
+                out = []
+                continue
+            if alias and cid in alias:
+                target = self.resolve(cid)
+                if kind == ERASURE:  # the person is erased, and the link with them
+                    del alias[cid]
+                    item = (target, kind, (target, obj[1]))
+                else:
+                    item = (target, kind, replace(obj, contact_id=target))
+                cid = target
+            out.append(item)
+            if kind == EVENT and obj.anonymous_id and not cid.startswith(ANON):
+                anon = ANON + obj.anonymous_id
+                if alias.get(anon) != cid:
+                    yield out, self._link(Alias("event:" + obj.event_id, anon, cid, obj.occurred_at, IDENTIFY))
+                    out = []
+        yield out, None
+
+    def _link(self, a):
+        """The alias to apply now, or None (a re-delivery, a conflict, a link to itself)."""
+        held = self.alias.get(a.source)
+        if held is not None:
+            self.counts["identity links repeated" if held == a.target else "identity conflicts"] += 1
+            return None
+        target = self.resolve(a.target)
+        if target == a.source:
+            self.counts["alias loops"] += 1
+            return None
+        self.alias[a.source] = target
+        self.counts["merges"] += 1
+        return a if target == a.target else type(a)(a.alias_id, a.source, target, a.at, a.how)
+
+
 class Replay:
     """One rules version replayed over the whole history, one contact group at a time."""
 
     def __init__(self, label: str, rules):
+        from scoring.accounts import AccountModel
         from scoring.model import ScoringModel
 
         self.label = label
         self.rules = rules
         self.model = ScoringModel(rules)
+        self.accounts = AccountModel(rules)
+        self.account_states: dict = {}
+        self.first_mqa: dict[str, int] = {}
+        self.merged = 0
         self.states: dict = {}
         self.first_event: dict[str, int] = {}
         self.first_mql: dict[str, int] = {}
@@ -398,9 +492,10 @@ class Replay:
         states = self.states
         for cid, items in groups.items():
             st = states.get(cid)
+            account = st.account if st is not None else ""
             segment: list = []
             for _, kind, obj in items:
-                if kind == PROFILE or kind == QUALIFICATION or kind == EVENT:
+                if kind != ERASURE:
                     segment.append(obj)
                     continue
                 self._apply(cid, st, segment)
@@ -411,6 +506,49 @@ class Replay:
             st = self._apply(cid, st, segment)
             if st is not None:
                 states[cid] = st
+            self._share(cid, account, st)
+
+    def merge(self, alias) -> None:
+        """An alias's state folds into its contact's (see `Identities`), as the worker does."""
+        from scoring.identity import merge_cause
+
+        other = self.states.pop(alias.source, None)
+        if other is None:
+            return
+        target = alias.target
+        st = self.states.get(target)
+        account = st.account if st is not None else ""
+        st, changes = self.model.merge(st, other, alias.at, merge_cause(alias.alias_id), target)
+        self.states[target] = st
+        self.merged += 1
+        first = self.first_event.pop(alias.source, None)
+        if first is not None and first < self.first_event.get(target, FAR_FUTURE):
+            self.first_event[target] = first  # time to MQL counts from the first anonymous touch
+        if changes:
+            self._changes(target, changes)
+        self._share(alias.source, other.account, None)
+        self._share(target, account, st)
+
+    def _share(self, cid: str, before: str, st, at: int | None = None) -> None:
+        """The contact's share to its account (and its removal from the one it left)."""
+        from scoring.accounts import removal, share_of
+
+        after = st.account if st is not None else ""
+        if after:
+            self._to_account(after, share_of(st))
+        if before and before != after:
+            self._to_account(before, removal(before, cid, st.as_of if st is not None else at or 0))
+
+    def _to_account(self, account: str, share) -> None:
+        accounts = self.account_states
+        acc, changes = self.accounts.apply(accounts.get(account), account, (share,))
+        if acc is None:
+            accounts.pop(account, None)
+        else:
+            accounts[account] = acc
+        for c in changes:
+            if c.kind == "stage" and c.to_value == "mqa" and account not in self.first_mqa:
+                self.first_mqa[account] = c.at
 
     def _apply(self, cid: str, st, inputs: list):
         from scoring.errors import IllegalTransition, ScoringError
@@ -477,11 +615,13 @@ class Replay:
         self.end = end
         model = self.model
         final = self.final
-        for cid, st in self.states.items():
+        for cid, st in list(self.states.items()):
             if end > st.as_of:
                 st, ch = model.advance(st, end)
+                self.states[cid] = st
                 if ch:
                     self._changes(cid, ch)
+                self._share(cid, st.account, st)
             snap = model.snapshot(st)
             final[cid] = (snap.stage, snap.temperature, snap.score)
 
@@ -512,8 +652,22 @@ class Replay:
             "events_rejected": dict(self.rejected_events.most_common()),
             "sales_updates_refused": dict(self.refused_updates.most_common()),
             "erased": self.erased,
+            "merged": self.merged,
+            "anonymous_at_end": sum(1 for c in self.final if c.startswith(ANON)),
+            "accounts": self.account_summary(),
             "daily_mqls": dict(sorted(self.daily_mqls.items())),
         }
+
+    def account_summary(self) -> dict:
+        from scoring.lifecycle import TEMPERATURES
+
+        accounts, end = self.account_states, self.end
+        temps = Counter(a.temperature for a in accounts.values())
+        sizes = [len(a.contacts) for a in accounts.values()]
+        covered = Counter(len(self.accounts.summary(a, end)[2]) for a in accounts.values()) if end else Counter()
+        return {"accounts": len(accounts), "with_several_contacts": sum(1 for n in sizes if n > 1),
+                "temperature": {t: temps.get(t, 0) for t in TEMPERATURES}, "mqas": len(self.first_mqa),
+                "roles_covered": dict(sorted(covered.items()))}
 
 
 def compare(a: Replay, b: Replay, sample: int) -> dict:
@@ -545,17 +699,22 @@ def compare(a: Replay, b: Replay, sample: int) -> dict:
 def run_backtest(rules: list[tuple[str, object]], source: Source, chunks, *, by_time: bool, end: int | None,
                  sample: int = 20) -> dict:
     replays = [Replay(label, r) for label, r in rules]
+    identities = Identities()
     t0 = time.perf_counter()
     latest = None
     need_latest = end is None and source.end_hint is None
     for chunk in chunks:
-        groups = group(chunk, by_time)
         if chunk and need_latest:
             m = max(_time_of(it) for it in chunk)
             latest = m if latest is None or m > latest else latest
-        for rp in replays:
-            rp.feed(groups)
-        chunk = groups = None  # let this chunk go before the reader builds the next one
+        for segment, alias in identities.segments(chunk):
+            groups = group(segment, by_time)
+            for rp in replays:
+                rp.feed(groups)
+                if alias is not None:
+                    rp.merge(alias)
+        chunk = groups = segment = None  # let this chunk go before the reader builds the next one
+    source.counts.update(identities.counts)
     t_replay = time.perf_counter() - t0
     end_at = end if end is not None else source.end_hint if source.end_hint is not None else latest
     if end_at is None:
@@ -623,6 +782,12 @@ def markdown(res: dict, chart: str | None) -> str:
                                               f"({r['mql_to_sql']['converted']}/{r['mql_to_sql']['decided']} decided)"),
         row("sales updates refused", lambda r: f"{sum(r['sales_updates_refused'].values()):,}"),
         row("events rejected", lambda r: f"{sum(r['events_rejected'].values()):,}"),
+        row("identity merges (anonymous → known, duplicates)", lambda r: f"{r['merged']:,}"),
+        row("anonymous visitors never identified", lambda r: f"{r['anonymous_at_end']:,}"),
+        row("accounts (with several contacts)", lambda r: f"{r['accounts']['accounts']:,} "
+                                                         f"({r['accounts']['with_several_contacts']:,})"),
+        row("accounts hot / warm / cold", lambda r: "{hot:,} / {warm:,} / {cold:,}".format(**r["accounts"]["temperature"])),
+        row("MQAs (marketing-qualified accounts)", lambda r: f"{r['accounts']['mqas']:,}"),
         "", "### Stages at the end instant", "", head, sep,
     ]
     for s in rs[0]["stages"]:
@@ -723,6 +888,9 @@ def print_human(res: dict) -> None:
         f"{100 * r['mql_to_sql']['rate']:.1f} % of {r['mql_to_sql']['decided']:,}")
     row("sales updates refused", lambda r: f"{sum(r['sales_updates_refused'].values()):,}")
     row("events rejected", lambda r: f"{sum(r['events_rejected'].values()):,}")
+    row("identity merges", lambda r: f"{r['merged']:,}")
+    row("accounts (several contacts)", lambda r: f"{r['accounts']['accounts']:,} ({r['accounts']['with_several_contacts']:,})")
+    row("MQAs", lambda r: f"{r['accounts']['mqas']:,}")
     out.print(t)
     d = res.get("diff")
     if d:
@@ -757,8 +925,8 @@ def add_parser(sub, common) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--events", metavar="FILE", help="Avro object container file (e.g. from `leadpulse simulate --out`)")
     src.add_argument("--topic", action="append", metavar="T",
-                     help="behaviour-events topic to read (repeatable); the profiles, qualifications and "
-                          "erasures topics of the environment are read too")
+                     help="behaviour-events topic to read (repeatable); the profiles, qualifications, "
+                          "erasures, identity, merges and account-memberships topics of the environment are read too")
     p.add_argument("--profiles-topic", default=None, help="default $LEADPULSE_PROFILES_TOPIC ('' to skip)")
     p.add_argument("--qualifications-topic", default=None, help="default $LEADPULSE_QUALIFICATIONS_TOPIC ('' to skip)")
     p.add_argument("--erasures-topic", default=None, help="default $LEADPULSE_ERASURES_TOPIC ('' to skip)")
@@ -808,6 +976,9 @@ def run(args) -> int:
                 if extra not in topics:
                     topics.append(extra)
             elif extra is None and default not in topics and default not in optional:
+                optional.append(default)
+        for default in (s.identity_topic, s.merges_topic, s.accounts_input_topic):  # identities and accounts
+            if default not in topics and default not in optional:
                 optional.append(default)
         bootstrap = bootstrap_arg(args.bootstrap)
         check_kafka(bootstrap)

@@ -134,6 +134,9 @@ SOURCE = {
     "social_engagement": "linkedin",
 }
 ONCE = frozenset({"newsletter_signup", "demo_request", "free_trial_signup"})
+#: Events a visitor identifies with (a form): an anonymous visitor becomes the contact there.
+IDENTIFYING = frozenset({"form_submit", "content_download", "webinar_signup", "newsletter_signup", "demo_request",
+                         "free_trial_signup", "event_attended"})
 
 
 def _pages(paths):
@@ -235,6 +238,7 @@ class SimConfig:
     bots: float = 0.03  # fraction of contacts that are bots
     duplicates: float = 0.01  # fraction of behaviour events delivered twice
     out_of_order: float = 0.02  # fraction of behaviour events delivered after later events
+    anonymous: float = 0.3  # fraction of people who browse anonymously until their first form
     seed: int = 1
     end_ms: int | None = None  # default: now rounded down to the hour
     prefix: str | None = None  # contact id prefix; default "s<seed>-"
@@ -252,7 +256,8 @@ class SimConfig:
             raise CliError("--events must be at least 1")
         if not 0 < self.days <= 3650:
             raise CliError("--days must be in (0, 3650]")
-        for name, v in (("--bots", self.bots), ("--duplicates", self.duplicates), ("--out-of-order", self.out_of_order)):
+        for name, v in (("--bots", self.bots), ("--duplicates", self.duplicates), ("--out-of-order", self.out_of_order),
+                        ("--anonymous", self.anonymous)):
             if not 0.0 <= v <= 1.0:
                 raise CliError(f"{name} must be a fraction between 0 and 1, got {v}")
         if self.bots >= 1.0:
@@ -276,7 +281,7 @@ class Simulation:
             "leadpulse.start": str(self.start_ms),
             "leadpulse.end": str(self.end_ms),
             "leadpulse.options": repr((cfg.contacts, cfg.events, cfg.days, cfg.bots, cfg.duplicates,
-                                       cfg.out_of_order, cfg.prefix)),
+                                       cfg.out_of_order, cfg.prefix, cfg.anonymous)),
             "leadpulse.rules_version": self.rules_version,
         }
 
@@ -491,7 +496,8 @@ def simulate(cfg: SimConfig, *, show_progress: bool = True) -> Simulation:
     fit_max = _max_fit(rules)
     # frameworks sales can use: those of the rules that the wire schema can carry (an Avro enum)
     frameworks = [(name, fw.criteria, fw.min_met) for name, fw in rules.frameworks.items() if name in ("BANT", "MEDDICC")]
-    dup_rate, ooo_rate, bot_rate = cfg.duplicates, cfg.out_of_order, cfg.bots
+    dup_rate, ooo_rate, bot_rate, anon_rate = cfg.duplicates, cfg.out_of_order, cfg.bots, cfg.anonymous
+    n_anon = n_identified = 0
 
     with progress("simulating contacts" if target is None else "simulating events",
                   n_contacts if target is None else target, enabled=show_progress) as advance:
@@ -515,11 +521,24 @@ def simulate(cfg: SimConfig, *, show_progress: bool = True) -> Simulation:
             if not journey:
                 advance(1 if target is None else 0)
                 continue
+            # ---- anonymous browsing: until the first form (which carries both ids), the tracker only
+            # knows a browser id; the CRM knows the person from that form on. Never identified: no profile.
+            anon = f"anon-{blake2b(cid.encode(), digest_size=6).hexdigest()}" if persona is None else None
+            known_from = 0
+            if persona is not None and r() < anon_rate:
+                anon = f"v-{blake2b(cid.encode(), digest_size=6).hexdigest()}"
+                known_from = next((k for k, e in enumerate(journey) if e[1] in IDENTIFYING), len(journey))
+                n_anon += 1
+                if known_from == len(journey):
+                    prof = None
+                else:
+                    n_identified += 1
             # ---- deliveries (deliver_at, seq, kind, record): profiles, then the events with noise
             base = len(records)
             profiles: list = []
             if prof is not None:
-                prof["updated_at"] = max(journey[0][0] - int(MIN_MS * (1 + r() * 60)), 1)
+                prof["updated_at"] = max(journey[0][0] - int(MIN_MS * (1 + r() * 60)), 1) if not known_from else \
+                    journey[known_from][0] - 1
                 profiles.append(prof)
                 if r() < 0.2 and len(journey) > 3:  # enrichment: the CRM learns more later
                     later = dict(prof)
@@ -532,13 +551,13 @@ def simulate(cfg: SimConfig, *, show_progress: bool = True) -> Simulation:
                 for pr in profiles:
                     append((pr["updated_at"], seq, 1, pr))
                     seq += 1
-            anon = f"anon-{blake2b(cid.encode(), digest_size=6).hexdigest()}" if persona is None else None
             n = len(journey)
             # out-of-order candidates: events whose next event comes within a day (same session)
             cand = sum(1 for k in range(n - 1) if journey[k + 1][0] - journey[k][0] < DAY_MS)
             p_late = min(1.0, ooo_rate * n / cand) if cand else 0.0
             for k, (t, et, props, _b) in enumerate(journey):
-                rec = {"event_id": f"{cid}-{k:05d}", "contact_id": cid, "anonymous_id": anon, "event_type": et,
+                rec = {"event_id": f"{cid}-{k:05d}", "contact_id": "" if k < known_from else cid,
+                       "anonymous_id": anon if persona is None or k <= known_from else None, "event_type": et,
                        "occurred_at": t, "source": SOURCE[et], "properties": props}
                 if k < n - 1:
                     gap = journey[k + 1][0] - t
@@ -562,7 +581,7 @@ def simulate(cfg: SimConfig, *, show_progress: bool = True) -> Simulation:
                 fits = [score_fit(ContactProfile(**pr), rules) for pr in profiles] if fit_max + bound >= mql_bar else ()
                 if any(grade_at_least(f.grade, min_grade) for f in fits):
                     if max(f.score for f in fits) + bound >= mql_bar:
-                        mql = _first_mql(model, sorted(records[base:]), BehaviourEvent, ContactProfile)
+                        mql = _first_mql(model, cid, sorted(records[base:]), BehaviourEvent, ContactProfile)
                         if mql is not None:
                             mqls += 1
                             mql_personas[persona.name] += 1
@@ -579,6 +598,7 @@ def simulate(cfg: SimConfig, *, show_progress: bool = True) -> Simulation:
         "contacts": n_contacts, "bots": personas[BOT], "personas": dict(sorted(personas.items())),
         "records": len(records), "behaviour_events": n_beh, "behaviour_deliveries": n_beh + dup,
         "duplicates": dup, "out_of_order": late, "profiles": n_prof,
+        "anonymous_visitors": n_anon, "identified_by_a_form": n_identified,
         "qualifications": sum(actions.values()), "sales_actions": dict(sorted(actions.items())),
         "mqls_under_simulation_rules": mqls, "mqls_by_persona": dict(sorted(mql_personas.items())),
         "rules_version": rules.version,
@@ -598,8 +618,10 @@ def _max_fit(rules) -> float:
     return best
 
 
-def _first_mql(model, items, BehaviourEvent, ContactProfile):
-    """(MQL instant, delivery instant of the record that caused it) under `model`, or None."""
+def _first_mql(model, cid, items, BehaviourEvent, ContactProfile):
+    """(MQL instant, delivery instant of the record that caused it) under `model`, or None. Anonymous
+    events count as the contact's: the worker merges them at the form, where the profile arrives too,
+    and a contact without a profile cannot be an MQL, so the instant is the same."""
     from scoring.errors import ScoringError
 
     state = None
@@ -615,7 +637,7 @@ def _first_mql(model, items, BehaviourEvent, ContactProfile):
 
     for at, _, kind, rec in items:
         if kind == 0:
-            run.append(BehaviourEvent(rec["event_id"], rec["contact_id"], rec["event_type"], rec["occurred_at"],
+            run.append(BehaviourEvent(rec["event_id"], cid, rec["event_type"], rec["occurred_at"],
                                       rec["properties"], rec["source"], rec["anonymous_id"]))
             run_at.setdefault(rec["event_id"], at)
             continue
@@ -767,7 +789,8 @@ async def produce(sim: Simulation, bootstrap: str, rate: float, *, show_progress
             pending = []
             for i, (_, _, kind, rec) in enumerate(sim.records):
                 value = codec.encode(RECORD_NAMES[KINDS[kind]], rec, topics[kind])
-                pending.append(await producer.send(topics[kind], key=rec["contact_id"].encode(), value=value))
+                key = rec["contact_id"] or f"anon:{rec['anonymous_id']}"  # an anonymous visitor is keyed by its id
+                pending.append(await producer.send(topics[kind], key=key.encode(), value=value))
                 sent[topics[kind]] += 1
                 if rate > 0:
                     ahead = (i + 1) / rate - (time.monotonic() - t0)
@@ -812,6 +835,8 @@ def add_parser(sub, common) -> None:
                    help="fraction of behaviour events delivered twice (default 0.01)")
     p.add_argument("--out-of-order", type=float, default=0.02, metavar="FRACTION",
                    help="fraction of behaviour events delivered after later events (default 0.02)")
+    p.add_argument("--anonymous", type=float, default=0.3, metavar="FRACTION",
+                   help="fraction of people who browse anonymously until their first form (default 0.3)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1); same options → same output")
     p.add_argument("--prefix", default=None, help="contact id prefix (default s<seed>-)")
     p.add_argument("--rules", default=None, metavar="FILE",
@@ -837,7 +862,7 @@ def run(args) -> int:
                               writable_path)
 
     cfg = SimConfig(contacts=args.contacts, events=args.events, days=args.days, bots=args.bots,
-                    duplicates=args.duplicates, out_of_order=args.out_of_order, seed=args.seed,
+                    duplicates=args.duplicates, out_of_order=args.out_of_order, anonymous=args.anonymous, seed=args.seed,
                     end_ms=parse_instant(args.end, "--end") if args.end else None, prefix=args.prefix,
                     rules_spec=args.rules)
     cfg.check()
@@ -880,5 +905,7 @@ def run(args) -> int:
               f"{stats['rules_version']}, {stats['qualifications']:,} sales updates "
               f"({', '.join(f'{k} {v}' for k, v in stats['sales_actions'].items()) or 'none'})")
     out.print("  personas: " + ", ".join(f"{k} {v}" for k, v in stats["personas"].items()))
+    out.print(f"  {stats['anonymous_visitors']:,} browsed anonymously first, {stats['identified_by_a_form']:,} of them "
+              f"identified by a form (the event carries both ids)")
     out.print(f"  generated in {gen_s:.2f} s ({stats['behaviour_events_per_s'] or 0:,} events/s) → {where}")
     return 0
