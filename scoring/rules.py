@@ -12,6 +12,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from hashlib import blake2b
 from importlib import resources
 from pathlib import Path
@@ -145,23 +146,6 @@ class AccountRules:
     mqa_min_roles: int  # distinct roles among the engaged contacts
 
 
-_DEFAULT_ROLES = (
-    ("technical-evaluator", ("cto", "cio", "ciso", "architect", "engineer", "engineering", "developer", "devops",
-                             "it", "dsi", "security", "data", "technical", "technique")),
-    ("economic-buyer", ("chief", "ceo", "cfo", "coo", "cmo", "cro", "founder", "co-founder", "owner", "president",
-                        "managing director", "vp", "svp", "evp", "vice president", "head", "pdg", "dg",
-                        "directeur général", "directrice générale")),
-    ("champion", ("director", "directeur", "directrice", "manager", "lead", "responsable")),
-    ("user", ("specialist", "analyst", "coordinator", "associate", "executive", "officer", "consultant",
-              "marketer", "chargé", "chargée", "assistant", "assistante")),
-)
-DEFAULT_ACCOUNT_RULES = AccountRules(
-    engaged_min=10.0, temperature=TemperatureRules(60.0, 150.0, 10.0),
-    roles=tuple(KeywordBand(label, kws, 0.0, _keyword_re(kws)) for label, kws in _DEFAULT_ROLES),
-    mqa_min_engagement=100.0, mqa_min_engaged_contacts=3, mqa_min_roles=3,
-)
-
-
 @dataclass(frozen=True, slots=True)
 class Rules:
     version: str
@@ -176,8 +160,8 @@ class Rules:
     mql_min_score: float
     mql_min_grade: str
     frameworks: Mapping[str, Framework]
+    accounts: AccountRules
     source: str = field(default="", compare=False)
-    accounts: AccountRules = DEFAULT_ACCOUNT_RULES
 
     @property
     def half_life_ms(self) -> float:
@@ -199,6 +183,12 @@ class Rules:
 
 
 # --------------------------------------------------------------------------- loading
+
+
+@lru_cache(maxsize=1)
+def _default_accounts() -> Mapping[str, Any]:
+    """The [accounts] table of the built-in rules file: the value of every key a file leaves out."""
+    return tomllib.loads(resources.files("scoring").joinpath("default_rules.toml").read_text(encoding="utf-8"))["accounts"]
 
 
 def load_rules(path: str | Path) -> Rules:
@@ -492,25 +482,24 @@ class _Parser:
         )
 
     def accounts(self, v: Any) -> AccountRules:
-        """[accounts]: every key optional (the defaults are DEFAULT_ACCOUNT_RULES)."""
+        """[accounts]: every key optional; a missing one is the built-in file's (a rules file written
+        before accounts existed keeps working)."""
         path = "rules.accounts"
-        d = DEFAULT_ACCOUNT_RULES
         t = self.table(v, path, (), ("engaged_min_engagement", "temperature", "mqa", "roles"))
-        engaged = self.num(t.get("engaged_min_engagement", d.engaged_min), f"{path}.engaged_min_engagement")
-        if "temperature" in t:
-            temp = self.temperature(t["temperature"], f"{path}.temperature")
-        else:
-            temp = d.temperature
-        mqa = self.table(t.get("mqa", {}), f"{path}.mqa", (), ("min_engagement", "min_engaged_contacts", "min_roles"))
-        roles = self.bands(t["roles"], f"{path}.roles", points=False) if "roles" in t else d.roles
+        mqa_keys = ("min_engagement", "min_engaged_contacts", "min_roles")
+        mqa = self.table(t.get("mqa", {}), f"{path}.mqa", (), mqa_keys)
+        d = _default_accounts()
+        t = {**d, **t}
+        mqa = {**d["mqa"], **mqa}
+        roles = self.bands(t["roles"], f"{path}.roles", points=False)
         if len({b.label for b in roles}) != len(roles):
             raise self.err(f"{path}.roles", "role labels must be unique")
         return AccountRules(
-            engaged_min=engaged, temperature=temp, roles=roles,
-            mqa_min_engagement=self.num(mqa.get("min_engagement", d.mqa_min_engagement), f"{path}.mqa.min_engagement"),
-            mqa_min_engaged_contacts=self.int_(mqa.get("min_engaged_contacts", d.mqa_min_engaged_contacts),
-                                               f"{path}.mqa.min_engaged_contacts"),
-            mqa_min_roles=self.int_(mqa.get("min_roles", d.mqa_min_roles), f"{path}.mqa.min_roles"),
+            engaged_min=self.num(t["engaged_min_engagement"], f"{path}.engaged_min_engagement"),
+            temperature=self.temperature(t["temperature"], f"{path}.temperature"), roles=roles,
+            mqa_min_engagement=self.num(mqa["min_engagement"], f"{path}.mqa.min_engagement"),
+            mqa_min_engaged_contacts=self.int_(mqa["min_engaged_contacts"], f"{path}.mqa.min_engaged_contacts"),
+            mqa_min_roles=self.int_(mqa["min_roles"], f"{path}.mqa.min_roles"),
         )
 
     def sql(self, v: Any) -> dict[str, Framework]:

@@ -32,7 +32,22 @@ CONTACTS = [
     ("chloe", dict(email="chloe.student@gmail.com", job_title="Student", company=None,
                    company_size=None, industry="education", country="BE"),
      [(12, "page_view", {"url": "/blog/lead-scoring"}), (11, "newsletter_signup", {})]),
+    # Two more people at Acme Robotics: with alice, the account's buying group has three roles.
+    ("ernest", dict(email="ernest@acme-robotics.com", job_title="Solutions Architect", company="Acme Robotics",
+                    company_size=800, industry="software", country="FR"),
+     [(9, "webinar_attended", {}), (8, "content_download", {"asset_type": "whitepaper"}),
+      (7, "pricing_page_view", {"url": "/pricing"})]),
+    ("fanny", dict(email="fanny@acme-robotics.com", job_title="Marketing Manager", company="Acme Robotics",
+                   company_size=800, industry="software", country="FR"),
+     [(3, "webinar_attended", {}), (2, "case_study_view", {}), (2, "pricing_page_view", {"url": "/pricing"})]),
 ]
+#: An anonymous visitor: pricing and case-study pages under a browser id only, then a form that carries
+#: both ids (the CRM learns who it was): the visitor's history is the contact's at once.
+VISITOR = ("dana", dict(email="dana@initech-labs.com", job_title="Head of Growth", company="Initech Labs",
+                        company_size=300, industry="software", country="FR"),
+           [(10, "pricing_page_view", {"url": "/pricing"}), (9, "case_study_view", {}),
+            (8, "pricing_page_view", {"url": "/pricing/enterprise"}), (7, "webinar_attended", {})],
+           (1, "form_submit", {"form": "contact-sales"}))
 
 
 def records(run: str, now: int):
@@ -45,6 +60,17 @@ def records(run: str, now: int):
             events.append((cid.encode(), codec.encode("BehaviourEvent", dict(
                 event_id=f"{cid}-{i}", contact_id=cid, anonymous_id=None, event_type=etype,
                 occurred_at=now - hours_ago * HOUR, source="demo", properties=props))))
+    name, profile, browsing, (hours_ago, etype, props) = VISITOR
+    cid, browser = f"{name}-{run}", f"browser-{run}"
+    profiles.append((cid.encode(), codec.encode("ContactProfile", dict(
+        contact_id=cid, updated_at=now - hours_ago * HOUR, **profile))))
+    for i, (ago, et, pr) in enumerate(browsing):
+        events.append((f"anon:{browser}".encode(), codec.encode("BehaviourEvent", dict(
+            event_id=f"{browser}-{i}", contact_id="", anonymous_id=browser, event_type=et,
+            occurred_at=now - ago * HOUR, source="demo", properties=pr))))
+    events.append((cid.encode(), codec.encode("BehaviourEvent", dict(
+        event_id=f"{cid}-form", contact_id=cid, anonymous_id=browser, event_type=etype,
+        occurred_at=now - hours_ago * HOUR, source="demo", properties=props))))
     return profiles, events
 
 
@@ -52,8 +78,15 @@ def show(m) -> str:
     c = codec.decode("LifecycleChange", m.value)
     top = sorted(c["explanation"].items(), key=lambda kv: -abs(kv[1]))[:3]
     why = ", ".join(f"{k} {v:+.1f}" for k, v in top)
+    merged = " — at the form: its anonymous history merged" if (c["cause_event_id"] or "").startswith("merge:") else ""
     return (f"  {c['contact_id']:<22} {c['kind']:<11} {str(c['from_value']):>8} → {c['to_value']:<9}"
-            f" score {c['score']:6.1f} (fit {c['grade']})  because {why}")
+            f" score {c['score']:6.1f} (fit {c['grade']})  because {why}{merged}")
+
+
+def show_account(m) -> str:
+    a = codec.decode("AccountChange", m.value)
+    return (f"  {a['account_id']:<30} {a['kind']:<12} {str(a['from_value'] or '-'):>8} → {a['to_value']:<12}"
+            f" engagement {a['engagement']:6.1f}, {a['engaged_contacts']} engaged (caused by {a['cause_contact_id']})")
 
 
 async def run(args) -> int:
@@ -116,6 +149,21 @@ async def run(args) -> int:
         status, body = worker.get_json(f"/contacts/alice-{run_id}")
         if status == 200:
             print(f"  alice-{run_id}: score {body['score']:.1f}, {body['temperature']}, stage {body['stage']}, fit {body['grade']}")
+        status, body = worker.get_json(f"/contacts/anon:browser-{run_id}")  # a 301 to the contact, followed
+        if status == 200:
+            print(f"  anon:browser-{run_id} (the visitor before the form) is now {body['contact_id']}: "
+                  f"score {body['score']:.1f}, {body['temperature']}")
+        account = "domain:acme-robotics.com"
+        print(f"\naccount changes ({names['LEADPULSE_ACCOUNTS_TOPIC']}):")
+        got = await consume(bootstrap, names["LEADPULSE_ACCOUNTS_TOPIC"],
+                            lambda got: any(codec.decode("AccountChange", m.value)["to_value"] == "mqa" for m in got),
+                            timeout=15)
+        for m in got:
+            print(show_account(m))
+        status, body = worker.get_json(f"/accounts/{account}")
+        if status == 200:
+            print(f"  GET /accounts/{account}: {body['stage']}, {body['temperature']}, engagement "
+                  f"{body['engagement']:.1f} from " + ", ".join(f"{m['contact_id']} ({m['role']})" for m in body["contacts"]))
         return 0
     except LocalKafkaError as exc:
         print(f"demo: {exc}", file=sys.stderr)

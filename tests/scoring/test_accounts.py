@@ -167,6 +167,17 @@ def test_states_without_account_keep_the_old_format_and_with_one_round_trip():
     assert account_key("x") == "\0acct:x"
 
 
+def test_a_rules_file_without_the_accounts_section_takes_the_built_in_values():
+    import tomllib
+    from importlib import resources
+    base = tomllib.loads(resources.files("scoring").joinpath("default_rules.toml").read_text())
+    del base["accounts"]
+    assert parse_rules(base).accounts == RULES.accounts
+    base["accounts"] = {"mqa": {"min_roles": 4}}
+    r = parse_rules(base).accounts
+    assert r.mqa_min_roles == 4 and r.mqa_min_engaged_contacts == 3 and r.roles == RULES.accounts.roles
+
+
 def test_the_accounts_section_is_validated_with_key_paths():
     import tomllib
     from importlib import resources
