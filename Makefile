@@ -47,6 +47,7 @@ bench-core: $(STAMP)  ## score updates per second of the scoring core on one cor
 
 bench-step: $(STAMP)  ## events/s of the worker's batch step alone, in-process, no Kafka (200k events over 50k contacts)
 	$(PY) bench/step.py
+	$(PY) bench/step.py --accounts
 
 bench-pipeline: $(STAMP)  ## events/s of one worker draining 100k events over 10k contacts on the local broker
 	$(PY) bench/pipeline.py

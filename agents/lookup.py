@@ -60,4 +60,4 @@ def register(rt: "Runtime") -> None:
             if raw is None:
                 return self.json({"error": f"unknown account {account_id!r}"}, status=404)
             accounts = rt.pipeline.accounts
-            return self.json(accounts.snapshot(accounts.decode(raw), at))
+            return self.json(accounts.snapshot(accounts.decode(raw, account_id), at))

@@ -19,8 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from scoring.accounts import (
-    ACCOUNT_KEY_PREFIX, AccountModel, account_key, membership, pack_share, removal, share_of,
-    unpack_share,
+    ACCOUNT_KEY_PREFIX, AccountModel, account_key, membership, pack_share, removal, unpack_share,
 )
 from scoring.errors import InvalidEvent, ScoringError
 from scoring.events import (
@@ -259,7 +258,7 @@ def forward_headers(msg: RawMessage, kind: str, extra: tuple = ()) -> list[tuple
 
 
 def transfer_of(msg: RawMessage) -> StateTransfer:
-    """A state transfer as forwarded by `Pipeline._alias`."""
+    """A state transfer as forwarded by `Pipeline._apply_special`."""
     contact_id, merge = header(msg, CONTACT_HEADER), header(msg, MERGE_HEADER)
     if not contact_id or not merge or "|" not in merge or not msg.value:
         raise InvalidForwarded("headers", f"a state transfer needs {CONTACT_HEADER!r}, {MERGE_HEADER!r} and a state")
@@ -302,6 +301,7 @@ class Pipeline:
         self._kind_values = frozenset(kinds.values())
         self._linked: dict[str, str] = {}  # anonymous ids this worker has linked (see _implied_link)
         self.accounts = AccountModel(model.rules)
+        self._account_cache: dict[bytes, tuple[bytes, Any]] = {}  # key -> (bytes written, that state)
 
     # -- decoding ---------------------------------------------------------------------------------
 
@@ -374,7 +374,7 @@ class Pipeline:
                     if redirected:
                         value = for_contact(kind, value, redirected)
                         contact_id = redirected
-                    if contact_id[:1] == "\0":
+                    if contact_id[0] == "\0":
                         raise InvalidEvent("contact_id", "starts with NUL (reserved for the worker's own keys)")
             except NOT_THE_RECORDS_FAULT:
                 raise
@@ -475,7 +475,7 @@ class Pipeline:
                 scores.append(Record(key, encode("ScoreSnapshot", model.snapshot_fields(state)), partition))
                 touched.append((partition, contact_id, model.next_cooling_at(state)))
                 if state.account:
-                    self._share(share_of(state), partition, out)
+                    self._share(state, partition, out)  # its share: packed from the state itself
             if account_before and (state is None or state.account != account_before):
                 # Moved to another account, merged into another contact or erased: its share goes.
                 self._share(removal(account_before, contact_id, max(at_before, state.as_of if state else 0)),
@@ -593,18 +593,22 @@ class Pipeline:
     # -- accounts ---------------------------------------------------------------------------------
 
     def _share(self, share, partition: int, out: Outputs) -> None:
-        """A contact's share, re-keyed by its account, into the account's partition of the shares topic."""
-        home = self.router.owner(share.account) if self.router is not None else partition
-        out.shares.append(Record(share.account.encode(), pack_share(share), home, partition))
+        """A contact's share (a Share, or its state), re-keyed by its account, into the account's
+        partition of the shares topic."""
+        account = share.account
+        home = self.router.owner(account) if self.router is not None else partition
+        out.shares.append(Record(account.encode(), pack_share(share), home, partition))
 
     def _apply_account(self, key_text: str, items: list, partition: int, out: Outputs) -> None:
         """One account's shares of this batch: one state read and write, its changes published."""
         account = key_text[len(ACCOUNT_KEY_PREFIX):]
         key = key_text.encode()
         raw = self.table.get(key)
-        accounts = self.accounts
-        try:
-            state = accounts.decode(raw) if raw is not None else None
+        accounts, cache = self.accounts, self._account_cache
+        held = cache.get(key)
+        try:  # the state this worker wrote last is decoded once: accounts change in almost every batch
+            state = held[1] if held is not None and held[0] == raw else (
+                accounts.decode(raw, account) if raw is not None else None)
         except ScoringError as exc:  # never written so by the worker: keep the shares, start over
             for _, _, msg in items:
                 self.dead_letter(msg, exc, self.clock(), out)
@@ -612,8 +616,12 @@ class Pipeline:
         state, changes = accounts.apply(state, account, [v for _, v, _ in items])
         if state is None:
             self.table.pop(key, None)
+            cache.pop(key, None)
         else:
-            self.table[key] = accounts.encode(state)
+            raw = self.table[key] = accounts.encode(state)
+            if len(cache) >= 1 << 16:
+                cache.clear()
+            cache[key] = (raw, state)
         encode = self.codec.encode
         for c in changes:
             out.accounts.append(Record(account.encode(), encode("AccountChange", account_change_record(c)), partition))
@@ -645,5 +653,5 @@ class Pipeline:
                                          partition))
                 self._publish(key, partition, changes, out)
                 if state.account:
-                    self._share(share_of(state), partition, out)
+                    self._share(state, partition, out)
             out.touched.append((partition, contact_id, model.next_cooling_at(state)))

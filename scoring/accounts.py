@@ -14,17 +14,18 @@ Account temperature (with hysteresis, on the account's engagement), the buying-g
 (distinct roles among the engaged contacts) and the MQA stage (sticky, like MQL) are evaluated when
 a share arrives, at the account's clock, and each change names the contact that caused it.
 
-Pure: no Kafka. Shares travel as a small binary record; the account state is stored as JSON.
+Pure: no Kafka. Shares travel as a small binary record; the account state is stored in binary too.
 """
 
 from __future__ import annotations
 
-import json
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .errors import InvalidEvent, ScoringError
+from .events import _check_id, _check_time
 from .lifecycle import COLD, STAGES, TEMPERATURES, next_temperature
 from .outputs import change_id
 from .rules import Rules
@@ -68,14 +69,9 @@ class Membership:
 def membership(rec: Mapping, now_ms: int, max_future_ms: int) -> Membership:
     """An ``AccountMembership`` record as a Membership; ``InvalidEvent`` names the field."""
     for name in ("membership_id", "contact_id", "account_id"):
-        v = rec.get(name)
-        if not isinstance(v, str) or not v.strip():
-            raise InvalidEvent(name, "empty" if isinstance(v, str) else f"expected str, got {type(v).__name__}")
+        _check_id(rec.get(name), name)
     t = rec.get("updated_at")
-    if isinstance(t, bool) or not isinstance(t, int) or t <= 0:
-        raise InvalidEvent("updated_at", "must be > 0 (epoch milliseconds)")
-    if t > now_ms + max_future_ms:
-        raise InvalidEvent("updated_at", f"{t - now_ms} ms in the future (max {max_future_ms})")
+    _check_time(t, "updated_at", now_ms, max_future_ms)
     domain = rec.get("account_domain")
     account = domain_account(domain.strip().lower()) if isinstance(domain, str) and domain.strip() else rec["account_id"]
     return Membership(rec["membership_id"], rec["contact_id"], account, bool(rec.get("active", True)), t)
@@ -83,10 +79,9 @@ def membership(rec: Mapping, now_ms: int, max_future_ms: int) -> Membership:
 
 # --------------------------------------------------------------------------- shares
 
-@dataclass(frozen=True, slots=True)
-class Share:
+class Share(NamedTuple):
     """What one contact contributes to its account at ``at`` (its clock); ``removed``: it left the
-    account (moved, merged away or erased)."""
+    account (moved, merged away or erased). A tuple: one is decoded per contact change."""
 
     account: str
     contact_id: str
@@ -114,9 +109,11 @@ def removal(account: str, contact_id: str, at: int) -> Share:
 
 
 def pack_share(s: Share) -> bytes:
+    """``s`` (or a ContactState: ``share_of`` it, without building the value) as bytes."""
     a, c, r = s.account.encode(), s.contact_id.encode(), s.role.encode()
-    return _SHARE.pack(_SHARE_VERSION, s.at, s.ref, s.total, s.fit, 1 if s.removed else 0, _TEMP_IDX[s.temperature],
-                       _STAGE_IDX[s.stage], len(a), len(c), len(r)) + a + c + r
+    return b"".join((_SHARE.pack(_SHARE_VERSION, s.as_of if s.__class__ is ContactState else s.at, s.ref, s.total,
+                                 s.fit, 1 if s.__class__ is Share and s.removed else 0, _TEMP_IDX[s.temperature],
+                                 _STAGE_IDX[s.stage], len(a), len(c), len(r)), a, c, r))
 
 
 def unpack_share(data: bytes) -> Share:
@@ -259,19 +256,51 @@ class AccountModel:
     # -- persistence -------------------------------------------------------------------------------
     @staticmethod
     def encode(st: AccountState) -> bytes:
-        return json.dumps({"v": 1, "account": st.account, "as_of": st.as_of, "temperature": st.temperature,
-                           "stage": st.stage, "roles": list(st.roles), "contacts": st.contacts},
-                          separators=(",", ":"), allow_nan=False).encode()
+        """Binary, little-endian, version 1: header (B version | q as_of | B temperature | B stage |
+        B roles | I contacts), each covered role (B len, utf-8), each member (q at | d total | q ref |
+        d fit | B temperature | B stage | H len(contact id) | B len(role), then both utf-8)."""
+        roles = [r.encode() for r in st.roles]
+        parts = [_ACCOUNT.pack(_ACCOUNT_VERSION, st.as_of, _TEMP_IDX[st.temperature], _ACC_STAGE_IDX[st.stage],
+                               len(roles), len(st.contacts))]
+        for r in roles:
+            parts += (bytes((len(r),)), r)
+        pack = _MEMBER.pack
+        for cid, (at, total, ref, fit, role, temp, stage) in st.contacts.items():
+            c, r = cid.encode(), role.encode()
+            parts += (pack(at, total, ref, fit, _TEMP_IDX[temp], _STAGE_IDX[stage], len(c), len(r)), c, r)
+        return b"".join(parts)
 
     @staticmethod
-    def decode(data: bytes) -> AccountState:
+    def decode(data: bytes, account: str) -> AccountState:
         try:
-            d = json.loads(data)
-            st = AccountState(d["account"])
-            st.as_of, st.temperature, st.stage = int(d["as_of"]), d["temperature"], d["stage"]
-            st.roles, st.contacts = tuple(d["roles"]), {k: list(v) for k, v in d["contacts"].items()}
-            if d.get("v") != 1 or st.temperature not in TEMPERATURES or st.stage not in ACCOUNT_STAGES:
-                raise ValueError("unknown version, temperature or stage")
+            v, as_of, t, stage, nroles, n = _ACCOUNT.unpack_from(data)
+            if v != _ACCOUNT_VERSION:
+                raise ValueError(f"unsupported account state version {v}")
+            st = AccountState(account)
+            st.as_of, st.temperature, st.stage = as_of, TEMPERATURES[t], ACCOUNT_STAGES[stage]
+            off = _ACCOUNT.size
+            roles = []
+            for _ in range(nroles):
+                ln = data[off]
+                roles.append(data[off + 1:off + 1 + ln].decode())
+                off += 1 + ln
+            st.roles = tuple(roles)
+            contacts = st.contacts
+            unpack, size = _MEMBER.unpack_from, _MEMBER.size
+            for _ in range(n):
+                at, total, ref, fit, ti, si, nc, nr = unpack(data, off)
+                off += size
+                cid = data[off:off + nc].decode()
+                contacts[cid] = [at, total, ref, fit, data[off + nc:off + nc + nr].decode(), TEMPERATURES[ti], STAGES[si]]
+                off += nc + nr
+            if off != len(data):
+                raise ValueError(f"{len(data) - off} trailing bytes")
             return st
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (struct.error, IndexError, UnicodeDecodeError, ValueError) as exc:
             raise ScoringError(f"corrupt account state: {exc}") from None
+
+
+_ACCOUNT = struct.Struct("<BqBBBI")
+_ACCOUNT_VERSION = 1
+_MEMBER = struct.Struct("<qdqdBBHB")
+_ACC_STAGE_IDX = {s: i for i, s in enumerate(ACCOUNT_STAGES)}

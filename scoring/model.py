@@ -295,15 +295,11 @@ class ScoringModel:
 
     def apply_profile(self, state: ContactState | None, profile: ContactProfile) -> tuple[ContactState, list[LifecycleChange]]:
         """Recompute FIT from a profile; a profile older than the last applied one is ignored."""
-        if state is None:
-            st = self._new_state(profile.contact_id)
-        else:
+        if state is not None:
             self._check_contact(state, profile.contact_id)
             if profile.updated_at < state.profile_at:
                 return state, []
-            st = state.copy()
-            if st.lo is None:
-                self._refresh(st)
+        st = self._working_copy(state, profile.contact_id)
         if isinstance(profile.updated_at, bool) or not isinstance(profile.updated_at, int) or profile.updated_at <= 0:
             raise InvalidEvent("updated_at", "must be > 0 (epoch milliseconds)")
         changes: list[LifecycleChange] = []
@@ -323,15 +319,11 @@ class ScoringModel:
         """The contact's account from an account membership; an older one than the contact's newest is
         ignored. Leaving the account (``active`` false) leaves the contact without one. No lifecycle
         change: the account's own changes follow from the contact's share (``scoring.accounts``)."""
-        if state is None:
-            st = self._new_state(m.contact_id)
-        else:
+        if state is not None:
             self._check_contact(state, m.contact_id)
             if m.updated_at < state.account_at:
                 return state, []
-            st = state.copy()
-            if st.lo is None:
-                self._refresh(st)
+        st = self._working_copy(state, m.contact_id)
         if m.active:
             st.account = m.account
         elif st.account == m.account:
@@ -354,15 +346,11 @@ class ScoringModel:
         if isinstance(u.occurred_at, bool) or not isinstance(u.occurred_at, int) or u.occurred_at <= 0:
             raise InvalidEvent("occurred_at", "must be > 0 (epoch milliseconds)")
         h = event_hash("\0qualification:" + u.update_id)
-        if state is None:
-            st = self._new_state(u.contact_id)
-        else:
+        if state is not None:
             self._check_contact(state, u.contact_id)
             if h in state.seen:
                 return state, []
-            st = state.copy()
-            if st.lo is None:
-                self._refresh(st)
+        st = self._working_copy(state, u.contact_id)
         changes: list[LifecycleChange] = []
         at = self._move_clock(st, u.occurred_at, changes)
         if u.criteria:
@@ -511,12 +499,7 @@ class ScoringModel:
         if other.lo is None:
             other = other.copy()
             self._refresh(other)
-        if state is None:
-            st = self._new_state(contact_id or other.contact_id)
-        else:
-            st = state.copy()
-            if st.lo is None:
-                self._refresh(st)
+        st = self._working_copy(state, contact_id or other.contact_id)
         changes: list[LifecycleChange] = []
         if isinstance(at, bool) or not isinstance(at, int) or at <= 0:
             raise InvalidEvent("at", "must be > 0 (epoch milliseconds)")
@@ -581,6 +564,15 @@ class ScoringModel:
         st = ContactState(contact_id)
         st.grade = grade_for(0.0, self.rules)
         self._band(st)
+        return st
+
+    def _working_copy(self, state: ContactState | None, contact_id: str) -> ContactState:
+        """A copy of ``state`` to change (its caches filled), or a new state for ``contact_id``."""
+        if state is None:
+            return self._new_state(contact_id)
+        st = state.copy()
+        if st.lo is None:
+            self._refresh(st)
         return st
 
     def _refresh(self, st: ContactState) -> None:

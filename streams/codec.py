@@ -454,7 +454,9 @@ def home_topics(s: "Settings") -> dict[str, str]:
     caller does not say (`encode(name, record)`)."""
     return {"BehaviourEvent": s.events_topic, "ContactProfile": s.profiles_topic,
             "QualificationUpdate": s.qualifications_topic, "EraseRequest": s.erasures_topic,
-            "LifecycleChange": s.lifecycle_topic, "ScoreSnapshot": s.scores_topic, "DeadLetter": s.dlq_topic}
+            "LifecycleChange": s.lifecycle_topic, "ScoreSnapshot": s.scores_topic, "DeadLetter": s.dlq_topic,
+            "IdentityLink": s.identity_topic, "ContactMerge": s.merges_topic,
+            "AccountMembership": s.accounts_input_topic, "AccountChange": s.accounts_topic}
 
 
 def codec_from_settings(s: "Settings") -> AvroCodec:

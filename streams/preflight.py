@@ -146,7 +146,7 @@ def check_registry(s: Settings) -> None:
     codec = codec_from_settings(s)
     try:
         for name, topic in (("LifecycleChange", s.lifecycle_topic), ("ScoreSnapshot", s.scores_topic),
-                            ("DeadLetter", s.dlq_topic)):
+                            ("DeadLetter", s.dlq_topic), ("AccountChange", s.accounts_topic)):
             codec.writer_id(name, topic)
     except RegistryError as exc:
         raise PreflightError(exc.reason) from None

@@ -57,3 +57,19 @@ def proto_record(client, topic: str, strategy) -> bytes:
     cls = message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{package}.BehaviourEvent"))
     serialize = ProtobufSerializer(cls, client, {"use.deprecated.format": False, "subject.name.strategy": strategy})
     return serialize(cls(contact_id="c-42", event_type="page_view"), SerializationContext(topic, MessageField.VALUE))
+
+
+def start_workers(bootstrap: str, suffix: str, workdir, names: tuple[str, ...], env: dict | None = None) -> list:
+    """Workers started, ready, and in a group that has stopped rebalancing (stopped again if not)."""
+    workers = [Worker(bootstrap, suffix, workdir, name=n, extra_env=dict(env or {})) for n in names]
+    try:
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.wait_ready()
+        wait_group_stable(workers)
+    except BaseException:
+        for w in workers:
+            w.stop()
+        raise
+    return workers

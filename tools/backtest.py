@@ -707,8 +707,10 @@ def run_backtest(rules: list[tuple[str, object]], source: Source, chunks, *, by_
         if chunk and need_latest:
             m = max(_time_of(it) for it in chunk)
             latest = m if latest is None or m > latest else latest
+        if by_time:  # globally, so that an identifying event comes after the visitor's earlier browsing too
+            chunk.sort(key=_time_of)
         for segment, alias in identities.segments(chunk):
-            groups = group(segment, by_time)
+            groups = group(segment)
             for rp in replays:
                 rp.feed(groups)
                 if alias is not None:

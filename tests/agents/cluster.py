@@ -63,7 +63,7 @@ class Cluster:
 
     def account(self, account_id: str):
         raw = self.table.get(account_key(account_id).encode())
-        return None if raw is None else self.pipeline.accounts.decode(raw)
+        return None if raw is None else self.pipeline.accounts.decode(raw, account_id)
 
 
 def event(cid: str, eid: str, et: str, at: int, anon: str | None = None, **props) -> dict:

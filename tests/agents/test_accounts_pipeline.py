@@ -7,7 +7,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scoring import BehaviourEvent, ContactProfile
 from tests.agents.cluster import MODEL, PARTITIONS, Cluster, event, link
 from tests.scoring.helpers import DAY, HOUR, T0
 

@@ -1,11 +1,9 @@
 """Identity through the batch step, without a broker: four partitions, the repartition topic played
 back as Kafka would (each forwarded record into the partition it names, in order), and inputs in
 any order. Links and merges end with one state, in the contact's own partition, equal to the core
-scoring the union; later inputs of a merged id go to its contact; lookups of a merged id point there."""
+scoring the union; later inputs of a merged id go to its contact; conflicts and loops are dead letters."""
 
 from __future__ import annotations
-
-from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings

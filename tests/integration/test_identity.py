@@ -13,7 +13,7 @@ import pytest
 from scoring import BehaviourEvent, ContactProfile, ScoringModel, default_rules
 from scoring.identity import alias_target
 from tests.integration.test_routing import latest_by_key, now_ms, produce_with_librdkafka, profile
-from tests.support import Worker, codec, consume, decoder, produce, topic_env, wait_group_stable
+from tests.support import Worker, codec, consume, decoder, produce, start_workers, topic_env
 
 pytestmark = pytest.mark.kafka
 HOUR = 3_600_000
@@ -31,6 +31,15 @@ def encoded(rec: dict) -> tuple[bytes | None, bytes]:
     return key.encode(), codec.encode("BehaviourEvent", rec)
 
 
+@pytest.fixture
+def pair(kafka_bootstrap, unique, tmp_path):
+    """Topic names and two workers over LEADPULSE_PARTITIONS partitions, in a stable group."""
+    w1, w2 = start_workers(kafka_bootstrap, unique, tmp_path, ("w1", "w2"), {"LEADPULSE_PARTITIONS": str(PARTITIONS)})
+    yield topic_env(unique), w1, w2
+    w1.stop()
+    w2.stop()
+
+
 async def wait_json(worker: Worker, path: str, ok, timeout: float = 45.0):
     deadline = time.monotonic() + timeout
     status, body = 0, {}
@@ -42,82 +51,72 @@ async def wait_json(worker: Worker, path: str, ok, timeout: float = 45.0):
     return status, body
 
 
-async def test_identity_links_and_contact_merges_across_two_workers(kafka_bootstrap, unique, tmp_path):
-    names = topic_env(unique)
-    env = {"LEADPULSE_PARTITIONS": str(PARTITIONS)}
-    w1 = Worker(kafka_bootstrap, unique, tmp_path, name="i1", extra_env=env).start()
-    w2 = Worker(kafka_bootstrap, unique, tmp_path, name="i2", extra_env=env).start()
-    try:
-        w1.wait_ready()
-        w2.wait_ready()
-        wait_group_stable([w1, w2])
-        t0 = now_ms() - 10 * HOUR
-        events_topic = names["LEADPULSE_EVENTS_TOPIC"]
-        # 1. Anonymous pricing visits (no contact id: the tracker only knows the browser), through librdkafka.
-        visits = [event("", f"{unique}-v{i}", "pricing_page_view", t0 + i * HOUR, anon="browser-7", url="/pricing")
-                  for i in range(3)]
-        visits.append(event("", f"{unique}-v-demo", "demo_request", t0 + 3 * HOUR, anon="browser-7"))
-        await asyncio.to_thread(produce_with_librdkafka, kafka_bootstrap, events_topic, [encoded(v) for v in visits])
-        status, anon = await wait_json(w1, "/contacts/anon:browser-7", lambda s, b: s == 200 and b["temperature"] == "hot")
-        assert status == 200 and anon["temperature"] == "hot", (status, anon, w1.log_text()[-3000:])
+async def test_identity_links_and_contact_merges_across_two_workers(kafka_bootstrap, unique, pair):
+    names, w1, w2 = pair
+    t0 = now_ms() - 10 * HOUR
+    events_topic = names["LEADPULSE_EVENTS_TOPIC"]
+    # 1. Anonymous pricing visits (no contact id: the tracker only knows the browser), through librdkafka.
+    visits = [event("", f"{unique}-v{i}", "pricing_page_view", t0 + i * HOUR, anon="browser-7", url="/pricing")
+              for i in range(3)]
+    visits.append(event("", f"{unique}-v-demo", "demo_request", t0 + 3 * HOUR, anon="browser-7"))
+    await asyncio.to_thread(produce_with_librdkafka, kafka_bootstrap, events_topic, [encoded(v) for v in visits])
+    status, anon = await wait_json(w1, "/contacts/anon:browser-7", lambda s, b: s == 200 and b["temperature"] == "hot")
+    assert status == 200 and anon["temperature"] == "hot", (status, anon, w1.log_text()[-3000:])
 
-        # 2. The form fill: a profile, and an IdentityLink (keyed by the contact, as the collector writes it).
-        await produce(kafka_bootstrap, names["LEADPULSE_PROFILES_TOPIC"], [profile("ana", t0 + 4 * HOUR)])
-        await produce(kafka_bootstrap, names["LEADPULSE_IDENTITY_TOPIC"], [(b"ana", codec.encode("IdentityLink", {
-            "link_id": f"{unique}-link", "anonymous_id": "browser-7", "contact_id": "ana",
-            "linked_at": t0 + 4 * HOUR, "source": "web"}))])
+    # 2. The form fill: a profile, and an IdentityLink (keyed by the contact, as the collector writes it).
+    await produce(kafka_bootstrap, names["LEADPULSE_PROFILES_TOPIC"], [profile("ana", t0 + 4 * HOUR)])
+    await produce(kafka_bootstrap, names["LEADPULSE_IDENTITY_TOPIC"], [(b"ana", codec.encode("IdentityLink", {
+        "link_id": f"{unique}-link", "anonymous_id": "browser-7", "contact_id": "ana",
+        "linked_at": t0 + 4 * HOUR, "source": "web"}))])
 
-        def ana_hot(got):
-            return any(c["contact_id"] == "ana" and c["to_value"] == "hot" for c in got)
+    def ana_hot(got):
+        return any(c["contact_id"] == "ana" and c["to_value"] == "hot" for c in got)
 
-        changes = await consume(kafka_bootstrap, names["LEADPULSE_LIFECYCLE_TOPIC"], ana_hot, timeout=45,
-                                decode=decoder("LifecycleChange"))
-        hot = [c for c in changes if c["contact_id"] == "ana" and c["to_value"] == "hot"]
-        assert hot and hot[0]["cause_event_id"] == f"merge:{unique}-link", (changes, w1.log_text()[-3000:])
-        assert hot[0]["at"] == t0 + 4 * HOUR
+    changes = await consume(kafka_bootstrap, names["LEADPULSE_LIFECYCLE_TOPIC"], ana_hot, timeout=45,
+                            decode=decoder("LifecycleChange"))
+    hot = [c for c in changes if c["contact_id"] == "ana" and c["to_value"] == "hot"]
+    assert hot and hot[0]["cause_event_id"] == f"merge:{unique}-link", (changes, w1.log_text()[-3000:])
+    assert hot[0]["at"] == t0 + 4 * HOUR
 
-        # 3. Later activity of the same browser counts for ana; the visitor's lookup points at ana.
-        late = event("", f"{unique}-v-late", "webinar_signup", t0 + 5 * HOUR, anon="browser-7")
-        await asyncio.to_thread(produce_with_librdkafka, kafka_bootstrap, events_topic, [(None, encoded(late)[1])])
-        want, _ = MODEL.apply_profile(None, ContactProfile(**codec.decode("ContactProfile",
-                                                                          profile("ana", t0 + 4 * HOUR)[1])))
-        want, _ = MODEL.apply_events(want, [BehaviourEvent(**{**v, "contact_id": "ana"}) for v in visits + [late]])
-        score = MODEL.snapshot(want).score
-        status, body = await wait_json(w2, "/contacts/ana", lambda s, b: s == 200 and abs(b["score"] - score) < 1e-6)
-        assert status == 200 and abs(body["score"] - score) < 1e-6, (body, score)
-        status, via_alias = w1.get_json("/contacts/anon:browser-7")  # urllib follows the 301, as browsers do
-        assert status == 200 and via_alias["contact_id"] == "ana"
+    # 3. Later activity of the same browser counts for ana; the visitor's lookup points at ana.
+    late = event("", f"{unique}-v-late", "webinar_signup", t0 + 5 * HOUR, anon="browser-7")
+    await asyncio.to_thread(produce_with_librdkafka, kafka_bootstrap, events_topic, [(None, encoded(late)[1])])
+    want, _ = MODEL.apply_profile(None, ContactProfile(**codec.decode("ContactProfile",
+                                                                      profile("ana", t0 + 4 * HOUR)[1])))
+    want, _ = MODEL.apply_events(want, [BehaviourEvent(**{**v, "contact_id": "ana"}) for v in visits + [late]])
+    score = MODEL.snapshot(want).score
+    status, body = await wait_json(w2, "/contacts/ana", lambda s, b: s == 200 and abs(b["score"] - score) < 1e-6)
+    assert status == 200 and abs(body["score"] - score) < 1e-6, (body, score)
+    status, via_alias = w1.get_json("/contacts/anon:browser-7")  # urllib follows the 301, as browsers do
+    assert status == 200 and via_alias["contact_id"] == "ana"
 
-        # 4. A CRM merge: dup's activity folds into ana, one state remains, dup's score is tombstoned.
-        await produce(kafka_bootstrap, events_topic, [encoded(event("dup", f"{unique}-d1", "free_trial_signup",
-                                                                    t0 + 5 * HOUR))])
-        await wait_json(w1, "/contacts/dup", lambda s, b: s == 200)
-        await produce(kafka_bootstrap, names["LEADPULSE_MERGES_TOPIC"], [(b"ana", codec.encode("ContactMerge", {
-            "merge_id": f"{unique}-m", "winner": "ana", "loser": "dup", "merged_at": t0 + 6 * HOUR,
-            "source": "hubspot"}))])
-        dup_trial = BehaviourEvent(**event("ana", f"{unique}-d1", "free_trial_signup", t0 + 5 * HOUR))
-        merged, _ = MODEL.merge(want, MODEL.apply_events(None, [dup_trial])[0], t0 + 6 * HOUR, "m", "ana")
-        score = MODEL.snapshot(merged).score
-        status, body = await wait_json(w2, "/contacts/ana", lambda s, b: s == 200 and abs(b["score"] - score) < 1e-6)
-        assert abs(body["score"] - score) < 1e-6 and "free_trial_signup" in body["explanation"], body
+    # 4. A CRM merge: dup's activity folds into ana, one state remains, dup's score is tombstoned.
+    await produce(kafka_bootstrap, events_topic, [encoded(event("dup", f"{unique}-d1", "free_trial_signup",
+                                                                t0 + 5 * HOUR))])
+    await wait_json(w1, "/contacts/dup", lambda s, b: s == 200)
+    await produce(kafka_bootstrap, names["LEADPULSE_MERGES_TOPIC"], [(b"ana", codec.encode("ContactMerge", {
+        "merge_id": f"{unique}-m", "winner": "ana", "loser": "dup", "merged_at": t0 + 6 * HOUR,
+        "source": "hubspot"}))])
+    dup_trial = BehaviourEvent(**event("ana", f"{unique}-d1", "free_trial_signup", t0 + 5 * HOUR))
+    merged, _ = MODEL.merge(want, MODEL.apply_events(None, [dup_trial])[0], t0 + 6 * HOUR, "m", "ana")
+    score = MODEL.snapshot(merged).score
+    status, body = await wait_json(w2, "/contacts/ana", lambda s, b: s == 200 and abs(b["score"] - score) < 1e-6)
+    assert abs(body["score"] - score) < 1e-6 and "free_trial_signup" in body["explanation"], body
 
-        changelog = f"{names['LEADPULSE_APP_ID']}-contacts-changelog"
-        deadline = time.monotonic() + 30
-        while True:
-            log = await latest_by_key(kafka_bootstrap, changelog)
-            scores = await latest_by_key(kafka_bootstrap, names["LEADPULSE_SCORES_TOPIC"])
-            settled = (alias_target(log[b"dup"][-1][1]) == "ana" and alias_target(log[b"anon:browser-7"][-1][1]) == "ana"
-                       and scores[b"dup"][-1][1] is None and scores[b"anon:browser-7"][-1][1] is None)
-            if settled or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(1.0)
-        assert settled, (log.get(b"dup"), scores.get(b"dup"))
-        states = [k for k, v in log.items() if v[-1][1] is not None and alias_target(v[-1][1]) is None
-                  and not k.startswith(b"\0")]  # (the account's state is there too: acme-robotics.com)
-        assert states == [b"ana"], states  # one contact state left, in ana's own partition
-    finally:
-        w1.stop()
-        w2.stop()
+    changelog = f"{names['LEADPULSE_APP_ID']}-contacts-changelog"
+    deadline = time.monotonic() + 30
+    while True:
+        log = await latest_by_key(kafka_bootstrap, changelog)
+        scores = await latest_by_key(kafka_bootstrap, names["LEADPULSE_SCORES_TOPIC"])
+        settled = (alias_target(log[b"dup"][-1][1]) == "ana" and alias_target(log[b"anon:browser-7"][-1][1]) == "ana"
+                   and scores[b"dup"][-1][1] is None and scores[b"anon:browser-7"][-1][1] is None)
+        if settled or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(1.0)
+    assert settled, (log.get(b"dup"), scores.get(b"dup"))
+    states = [k for k, v in log.items() if v[-1][1] is not None and alias_target(v[-1][1]) is None
+              and not k.startswith(b"\0")]  # (the account's state is there too: acme-robotics.com)
+    assert states == [b"ana"], states  # one contact state left, in ana's own partition
 
 
 def account_profile(cid: str, title: str, at: int) -> tuple[bytes, bytes]:
@@ -126,55 +125,45 @@ def account_profile(cid: str, title: str, at: int) -> tuple[bytes, bytes]:
         industry="software", country="FR", updated_at=at))
 
 
-async def test_an_account_crosses_mqa_when_a_third_role_engages_across_two_workers(kafka_bootstrap, unique, tmp_path):
-    names = topic_env(unique)
-    env = {"LEADPULSE_PARTITIONS": str(PARTITIONS)}
-    w1 = Worker(kafka_bootstrap, unique, tmp_path, name="a1", extra_env=env).start()
-    w2 = Worker(kafka_bootstrap, unique, tmp_path, name="a2", extra_env=env).start()
-    try:
-        w1.wait_ready()
-        w2.wait_ready()
-        wait_group_stable([w1, w2])
-        t0 = now_ms() - 10 * HOUR
-        people = {f"{unique}-cfo": "CFO", f"{unique}-arch": "Solutions Architect", f"{unique}-mgr": "Marketing Manager"}
-        await produce(kafka_bootstrap, names["LEADPULSE_PROFILES_TOPIC"],
-                      [account_profile(cid, title, t0) for cid, title in people.items()])
-        busy = ["demo_request", "webinar_attended", "pricing_page_view"]
+async def test_an_account_crosses_mqa_when_a_third_role_engages_across_two_workers(kafka_bootstrap, unique, pair):
+    names, w1, w2 = pair
+    t0 = now_ms() - 10 * HOUR
+    people = {f"{unique}-cfo": "CFO", f"{unique}-arch": "Solutions Architect", f"{unique}-mgr": "Marketing Manager"}
+    await produce(kafka_bootstrap, names["LEADPULSE_PROFILES_TOPIC"],
+                  [account_profile(cid, title, t0) for cid, title in people.items()])
+    busy = ["demo_request", "webinar_attended", "pricing_page_view"]
 
-        def engagement(cid: str, at: int):
-            return [encoded(event(cid, f"{cid}-{k}", k, at + i, url="/pricing")) for i, k in enumerate(busy)]
+    def engagement(cid: str, at: int):
+        return [encoded(event(cid, f"{cid}-{k}", k, at + i, url="/pricing")) for i, k in enumerate(busy)]
 
-        first, second, third = people
-        await asyncio.to_thread(produce_with_librdkafka, kafka_bootstrap, names["LEADPULSE_EVENTS_TOPIC"],
-                                engagement(first, t0 + HOUR) + engagement(second, t0 + 2 * HOUR))
-        account = "domain:globex-robotics.com"
-        status, body = await wait_json(w1, f"/accounts/{account}", lambda s, b: s == 200 and b["engaged_contacts"] == 2)
-        assert status == 200 and body["stage"] == "unqualified", (status, body, w1.log_text()[-3000:])
-        assert set(body["roles"]) == {"economic-buyer", "technical-evaluator"} and body["missing_roles"] == [
-            "champion", "user"]
-        await asyncio.to_thread(produce_with_librdkafka, kafka_bootstrap, names["LEADPULSE_EVENTS_TOPIC"],
-                                engagement(third, t0 + 3 * HOUR))
+    first, second, third = people
+    await asyncio.to_thread(produce_with_librdkafka, kafka_bootstrap, names["LEADPULSE_EVENTS_TOPIC"],
+                            engagement(first, t0 + HOUR) + engagement(second, t0 + 2 * HOUR))
+    account = "domain:globex-robotics.com"
+    status, body = await wait_json(w1, f"/accounts/{account}", lambda s, b: s == 200 and b["engaged_contacts"] == 2)
+    assert status == 200 and body["stage"] == "unqualified", (status, body, w1.log_text()[-3000:])
+    assert set(body["roles"]) == {"economic-buyer", "technical-evaluator"} and body["missing_roles"] == [
+        "champion", "user"]
+    await asyncio.to_thread(produce_with_librdkafka, kafka_bootstrap, names["LEADPULSE_EVENTS_TOPIC"],
+                            engagement(third, t0 + 3 * HOUR))
 
-        def mqa(got):
-            return any(c["kind"] == "stage" and c["to_value"] == "mqa" for c in got)
+    def mqa(got):
+        return any(c["kind"] == "stage" and c["to_value"] == "mqa" for c in got)
 
-        changes = await consume(kafka_bootstrap, names["LEADPULSE_ACCOUNTS_TOPIC"], mqa, timeout=45,
-                                decode=decoder("AccountChange"))
-        stage = [c for c in changes if c["kind"] == "stage"]
-        assert [(c["account_id"], c["from_value"], c["to_value"], c["cause_contact_id"]) for c in stage] == [
-            (account, "unqualified", "mqa", third)], changes
-        # The lookup (from the other worker too) lists the contributing contacts; engagement is their sum.
-        status, body = await wait_json(w2, f"/accounts/{account}?at={t0 + 4 * HOUR}",
-                                       lambda s, b: s == 200 and b["stage"] == "mqa")
-        assert sorted(m["contact_id"] for m in body["contacts"]) == sorted(people)
-        total = 0.0
-        for cid in people:
-            state, _ = MODEL.apply_profile(None, ContactProfile(**codec.decode("ContactProfile",
-                                                                                account_profile(cid, people[cid], t0)[1])))
-            state, _ = MODEL.apply_events(state, [BehaviourEvent(**codec.decode("BehaviourEvent", v))
-                                                  for _, v in engagement(cid, t0 + (1 + list(people).index(cid)) * HOUR)])
-            total += MODEL.snapshot(state, t0 + 4 * HOUR).engagement
-        assert abs(body["engagement"] - total) < 1e-6, (body["engagement"], total)
-    finally:
-        w1.stop()
-        w2.stop()
+    changes = await consume(kafka_bootstrap, names["LEADPULSE_ACCOUNTS_TOPIC"], mqa, timeout=45,
+                            decode=decoder("AccountChange"))
+    stage = [c for c in changes if c["kind"] == "stage"]
+    assert [(c["account_id"], c["from_value"], c["to_value"], c["cause_contact_id"]) for c in stage] == [
+        (account, "unqualified", "mqa", third)], changes
+    # The lookup (from the other worker too) lists the contributing contacts; engagement is their sum.
+    status, body = await wait_json(w2, f"/accounts/{account}?at={t0 + 4 * HOUR}",
+                                   lambda s, b: s == 200 and b["stage"] == "mqa")
+    assert sorted(m["contact_id"] for m in body["contacts"]) == sorted(people)
+    total = 0.0
+    for cid in people:
+        state, _ = MODEL.apply_profile(None, ContactProfile(**codec.decode("ContactProfile",
+                                                                            account_profile(cid, people[cid], t0)[1])))
+        state, _ = MODEL.apply_events(state, [BehaviourEvent(**codec.decode("BehaviourEvent", v))
+                                              for _, v in engagement(cid, t0 + (1 + list(people).index(cid)) * HOUR)])
+        total += MODEL.snapshot(state, t0 + 4 * HOUR).engagement
+    assert abs(body["engagement"] - total) < 1e-6, (body["engagement"], total)

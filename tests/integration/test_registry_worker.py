@@ -66,7 +66,8 @@ async def test_a_worker_on_a_registry_scores_avro_and_dead_letters_json_schema_a
     try:
         worker.wait_ready()
         # its outputs' schemas, under TopicNameStrategy (the default) for its output topics
-        for topic in ("LEADPULSE_LIFECYCLE_TOPIC", "LEADPULSE_SCORES_TOPIC", "LEADPULSE_DLQ_TOPIC"):
+        for topic in ("LEADPULSE_LIFECYCLE_TOPIC", "LEADPULSE_SCORES_TOPIC", "LEADPULSE_DLQ_TOPIC",
+                      "LEADPULSE_ACCOUNTS_TOPIC"):
             assert f"{names[topic]}-value" in subjects(schema_registry_url)
 
         events_topic, profiles_topic = names["LEADPULSE_EVENTS_TOPIC"], names["LEADPULSE_PROFILES_TOPIC"]
@@ -126,11 +127,13 @@ def test_the_worker_registers_its_outputs_under_the_configured_strategy(schema_r
         s = dataclasses.replace(base, schema_registry_url=schema_registry_url,
                                 schema_registry_subject_strategy=strategy,
                                 lifecycle_topic=env["LEADPULSE_LIFECYCLE_TOPIC"],
-                                scores_topic=env["LEADPULSE_SCORES_TOPIC"], dlq_topic=env["LEADPULSE_DLQ_TOPIC"])
+                                scores_topic=env["LEADPULSE_SCORES_TOPIC"], dlq_topic=env["LEADPULSE_DLQ_TOPIC"],
+                                accounts_topic=env["LEADPULSE_ACCOUNTS_TOPIC"])
         check_registry(s)
         want = {(env[t], f"io.leadpulse.{r}") for t, r in (("LEADPULSE_LIFECYCLE_TOPIC", "LifecycleChange"),
                                                              ("LEADPULSE_SCORES_TOPIC", "ScoreSnapshot"),
-                                                             ("LEADPULSE_DLQ_TOPIC", "DeadLetter"))}
+                                                             ("LEADPULSE_DLQ_TOPIC", "DeadLetter"),
+                                                             ("LEADPULSE_ACCOUNTS_TOPIC", "AccountChange"))}
         expected = {{"topic": f"{t}-value", "record": r, "topic_record": f"{t}-{r}"}[strategy] for t, r in want}
         assert expected <= subjects(schema_registry_url), strategy
 

@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer
 
 from scoring import BehaviourEvent, ContactProfile, ScoringModel, default_rules, load_rules
 from streams.routing import murmur2_partition
-from tests.support import Worker, codec, consume, decoder, event, produce, topic_env, wait_group_stable
+from tests.support import Worker, codec, consume, decoder, event, produce, start_workers, topic_env
 
 pytestmark = pytest.mark.kafka
 HOUR = 3_600_000
@@ -94,12 +94,8 @@ def expected(model: ScoringModel, prof: tuple[bytes, bytes], events: list[tuple[
 async def test_mixed_partitioners_give_one_state_per_contact_and_lookups_that_find_it(kafka_bootstrap, unique, tmp_path):
     names = topic_env(unique)
     env = {"LEADPULSE_PARTITIONS": str(PARTITIONS)}
-    w1 = Worker(kafka_bootstrap, unique, tmp_path, name="r1", extra_env=env).start()
-    w2 = Worker(kafka_bootstrap, unique, tmp_path, name="r2", extra_env=env).start()
+    w1, w2 = start_workers(kafka_bootstrap, unique, tmp_path, ("r1", "r2"), env)
     try:
-        w1.wait_ready()
-        w2.wait_ready()
-        wait_group_stable([w1, w2])
         model = ScoringModel(default_rules())
         t0 = now_ms() - 20 * HOUR
         contacts = [f"mix-{i}" for i in range(24)]

@@ -130,7 +130,8 @@ async def test_a_worker_scraped_by_prometheus(kafka_bootstrap, unique, tmp_path)
             "sum(leadpulse_ready)": 1,
             # Every input partition has a lag series, and nothing is left behind: the commit markers
             # of the upstream transaction are not counted as lag.
-            "count(leadpulse_consumer_lag_messages)": 24,  # 4 partitions x 6 input topics (repartition, ticks too)
+            # 4 partitions x 10 input topics (identity, merges, memberships, account shares, repartition, ticks too)
+            "count(leadpulse_consumer_lag_messages)": 40,
             "max(leadpulse_consumer_lag_messages)": 0,
             'count(leadpulse_rules_info{version!=""})': 1,
         }
@@ -239,7 +240,7 @@ async def test_two_workers_split_the_partitions(kafka_bootstrap, unique, tmp_pat
         for promql, expected in {
             'sum(up{job="leadpulse"})': 2,
             "sum(leadpulse_ready)": 2,
-            "count(leadpulse_consumer_lag_messages)": 24,  # 4 partitions x 6 input topics, no duplicates
+            "count(leadpulse_consumer_lag_messages)": 40,  # 4 partitions x 10 input topics, no duplicates
             'count(count by (instance) (leadpulse_consumer_lag_messages))': 2,
             "sum(leadpulse_contacts)": 40,
             "sum(leadpulse_contacts_by_temperature)": 40,

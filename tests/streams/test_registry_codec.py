@@ -296,7 +296,7 @@ def _settings(url: str, **kw):
     from streams.settings import Settings
 
     return dataclasses.replace(Settings.from_env(), schema_registry_url=url, lifecycle_topic="lc", scores_topic="sc",
-                               dlq_topic="dl", schema_registry_retry_s=0.2, **kw)
+                               dlq_topic="dl", accounts_topic="ac", schema_registry_retry_s=0.2, **kw)
 
 
 def test_preflight_registers_the_outputs_for_their_topics(double):
@@ -304,7 +304,7 @@ def test_preflight_registers_the_outputs_for_their_topics(double):
 
     check_registry(_settings(double.url, schema_registry_subject_strategy="topic_record"))
     assert set(double.subjects) == {"lc-io.leadpulse.LifecycleChange", "sc-io.leadpulse.ScoreSnapshot",
-                                    "dl-io.leadpulse.DeadLetter"}
+                                    "dl-io.leadpulse.DeadLetter", "ac-io.leadpulse.AccountChange"}
 
 
 @pytest.mark.parametrize("answer,words", [

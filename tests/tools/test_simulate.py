@@ -10,7 +10,7 @@ import fastavro
 import pytest
 
 from agents.pipeline import EVENTS, to_domain
-from scoring import (BehaviourEvent, ContactProfile, QualificationUpdate, validate_event, validate_profile,
+from scoring import (ContactProfile, QualificationUpdate, validate_event, validate_profile,
                      validate_qualification)
 from tests.tools.conftest import END, END_MS, one_error_line
 
