@@ -244,11 +244,13 @@ class AccountModel:
         """The account at ``at`` (default: its clock; never before it) with every contributing contact."""
         at = st.as_of if at is None or at < st.as_of else at
         e, engaged, roles, fit = self.summary(st, at)
+        # Decay since the account's last change, as its next change will see it (no timer cools accounts).
+        temperature = next_temperature(st.temperature, e, self.rules.temperature)
         members = sorted(
             ({"contact_id": cid, "engagement": self.contact_engagement(m, at), "fit": m[3], "role": m[4] or None,
               "temperature": m[5], "stage": m[6]} for cid, m in st.contacts.items()),
             key=lambda m: (-m["engagement"], m["contact_id"]))
-        return {"account_id": st.account, "at": at, "engagement": e, "fit": fit, "temperature": st.temperature,
+        return {"account_id": st.account, "at": at, "engagement": e, "fit": fit, "temperature": temperature,
                 "stage": st.stage, "engaged_contacts": engaged, "roles": list(roles),
                 "missing_roles": [b.label for b in self.rules.roles if b.label not in roles],
                 "contacts": members, "rules_version": self.version}

@@ -78,17 +78,25 @@ async def test_identity_links_and_contact_merges_across_two_workers(kafka_bootst
     assert hot and hot[0]["cause_event_id"] == f"merge:{unique}-link", (changes, w1.log_text()[-3000:])
     assert hot[0]["at"] == t0 + 4 * HOUR
 
-    # 3. Later activity of the same browser counts for ana; the visitor's lookup points at ana.
+    # 3. Later activity of the same browser counts for ana; the visitor's lookup points at ana. A second
+    # browser (her phone) is linked by a form fill that carries both ids, with no IdentityLink at all.
     late = event("", f"{unique}-v-late", "webinar_signup", t0 + 5 * HOUR, anon="browser-7")
-    await asyncio.to_thread(produce_with_librdkafka, kafka_bootstrap, events_topic, [(None, encoded(late)[1])])
+    phone = event("", f"{unique}-p1", "case_study_view", t0 + 5 * HOUR + 1, anon="phone-3")
+    await asyncio.to_thread(produce_with_librdkafka, kafka_bootstrap, events_topic,
+                            [(None, encoded(late)[1]), encoded(phone)])
+    await wait_json(w1, "/contacts/anon:phone-3", lambda s, b: s == 200)
+    form = event("ana", f"{unique}-form", "form_submit", t0 + 5 * HOUR + 2, anon="phone-3", form="newsletter")
+    await asyncio.to_thread(produce_with_librdkafka, kafka_bootstrap, events_topic, [encoded(form)])
     want, _ = MODEL.apply_profile(None, ContactProfile(**codec.decode("ContactProfile",
                                                                       profile("ana", t0 + 4 * HOUR)[1])))
-    want, _ = MODEL.apply_events(want, [BehaviourEvent(**{**v, "contact_id": "ana"}) for v in visits + [late]])
+    want, _ = MODEL.apply_events(want, [BehaviourEvent(**{**v, "contact_id": "ana"})
+                                        for v in visits + [late, phone, form]])
     score = MODEL.snapshot(want).score
     status, body = await wait_json(w2, "/contacts/ana", lambda s, b: s == 200 and abs(b["score"] - score) < 1e-6)
     assert status == 200 and abs(body["score"] - score) < 1e-6, (body, score)
-    status, via_alias = w1.get_json("/contacts/anon:browser-7")  # urllib follows the 301, as browsers do
-    assert status == 200 and via_alias["contact_id"] == "ana"
+    for alias in ("anon:browser-7", "anon:phone-3"):
+        status, via_alias = w1.get_json(f"/contacts/{alias}")  # urllib follows the 301, as browsers do
+        assert status == 200 and via_alias["contact_id"] == "ana", (alias, status, via_alias)
 
     # 4. A CRM merge: dup's activity folds into ana, one state remains, dup's score is tombstoned.
     await produce(kafka_bootstrap, events_topic, [encoded(event("dup", f"{unique}-d1", "free_trial_signup",

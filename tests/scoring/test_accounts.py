@@ -82,6 +82,8 @@ def test_an_account_becomes_an_mqa_when_a_third_role_engages():
     assert ("stage", UNQUALIFIED, MQA, "mgr") in kinds
     assert ("buying_group", "technical-evaluator,economic-buyer", "technical-evaluator,economic-buyer,champion",
             "mgr") in kinds
+    assert ACCOUNTS.snapshot(acc)["temperature"] == acc.temperature == "hot"
+    assert ACCOUNTS.snapshot(acc, acc.as_of + 400 * DAY)["temperature"] == "cold"  # a lookup a year later
     mqa = next(x for x in changes if x.kind == "stage")
     assert mqa.engaged_contacts == 3 and mqa.contacts == 3 and mqa.engagement >= 100
     # Deterministic ids: the same shares again give the same changes.
