@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 
+from scoring.accounts import ACCOUNT_KEY_PREFIX
 from scoring.identity import alias_target
 
 
@@ -63,17 +64,24 @@ class CoolingSchedule:
 # -- the worker's side: rebuilding the schedule, and the timer that sends ticks ---------------------
 
 def rebuild(schedule: CoolingSchedule, partitions: set[int], items_of, next_cooling_at, decode_state,
-            owner=None, census=None) -> int:
+            owner=None, census=None, account_check_at=None) -> int:
     """After a rebalance, once the partitions' stores are up to date and no batch is in flight: the
     cooling instants of every contact of `partitions` (and a census of them), the others forgotten.
     Read from each partition's own store, never by hashing keys: a contact is wherever its state is.
-    `owner`, when given, filters a store shared by every partition (memory://). Returns the count."""
+    `owner`, when given, filters a store shared by every partition (memory://). Accounts (keys
+    starting with NUL) are scheduled by `account_check_at(account, raw)` when given. Returns the
+    number of contacts."""
     schedule.drop_partitions(set())
     n = 0
     for p in sorted(partitions):
         for key, raw in items_of(p):
             contact_id = key.decode()
-            if (owner is not None and owner(contact_id) != p) or contact_id[:1] == "\0" or alias_target(raw) is not None:
+            if contact_id[:1] == "\0":
+                account = contact_id[len(ACCOUNT_KEY_PREFIX):]
+                if account_check_at is not None and (owner is None or owner(account) == p):
+                    schedule.schedule(p, contact_id, account_check_at(account, raw))
+                continue
+            if (owner is not None and owner(contact_id) != p) or alias_target(raw) is not None:
                 continue
             state = decode_state(raw)
             if census is not None:

@@ -604,27 +604,50 @@ class Pipeline:
         account = key_text[len(ACCOUNT_KEY_PREFIX):]
         key = key_text.encode()
         raw = self.table.get(key)
-        accounts, cache = self.accounts, self._account_cache
-        held = cache.get(key)
-        try:  # the state this worker wrote last is decoded once: accounts change in almost every batch
-            state = held[1] if held is not None and held[0] == raw else (
-                accounts.decode(raw, account) if raw is not None else None)
+        accounts = self.accounts
+        try:
+            state = self._account_state(key, raw, account)
         except ScoringError as exc:  # never written so by the worker: keep the shares, start over
             for _, _, msg in items:
                 self.dead_letter(msg, exc, self.clock(), out)
             return
         state, changes = accounts.apply(state, account, [v for _, v, _ in items])
+        self._store_account(key, state, partition, changes, out)
+        out.touched.append((partition, key_text, accounts.next_check_at(state)))
+
+    def _account_state(self, key: bytes, raw: bytes | None, account: str):
+        """The account's state: the one this worker wrote last when the table still holds it (accounts
+        change in almost every batch: decoded once), else decoded; ScoringError if corrupt."""
+        held = self._account_cache.get(key)
+        if held is not None and held[0] == raw:
+            return held[1]
+        return self.accounts.decode(raw, account) if raw is not None else None
+
+    def _store_account(self, key: bytes, state, partition: int, changes: list, out: Outputs) -> None:
+        cache = self._account_cache
         if state is None:
             self.table.pop(key, None)
             cache.pop(key, None)
         else:
-            raw = self.table[key] = accounts.encode(state)
+            raw = self.table[key] = self.accounts.encode(state)
             if len(cache) >= 1 << 16:
                 cache.clear()
             cache[key] = (raw, state)
         encode = self.codec.encode
         for c in changes:
-            out.accounts.append(Record(account.encode(), encode("AccountChange", account_change_record(c)), partition))
+            out.accounts.append(Record(c.account_id.encode(), encode("AccountChange", account_change_record(c)),
+                                       partition))
+
+    def _cool_account(self, key_text: str, key: bytes, raw: bytes, partition: int, at: int, out: Outputs) -> None:
+        accounts = self.accounts
+        try:
+            state = self._account_state(key, raw, key_text[len(ACCOUNT_KEY_PREFIX):])
+        except ScoringError:  # dead-lettered with its shares at the next one; nothing to cool
+            return
+        state, changes = accounts.cool(state, at)
+        if changes:
+            self._store_account(key, state, partition, changes, out)
+        out.touched.append((partition, key_text, accounts.next_check_at(state, max(at, state.as_of))))
 
     def _publish(self, key: bytes, partition: int, changes: list, out: Outputs) -> None:
         encode = self.codec.encode
@@ -645,6 +668,9 @@ class Pipeline:
             key = contact_id.encode()
             raw = table.get(key)
             if raw is None or raw[0] == ALIAS_MARK:  # erased or merged since the timer was set
+                continue
+            if contact_id[0] == "\0":  # an account: its temperature and buying group, by decay alone
+                self._cool_account(contact_id, key, raw, partition, at, out)
                 continue
             state, changes = model.cool(model.decode_state(raw), at)
             if changes:

@@ -19,6 +19,7 @@ Pure: no Kafka. Shares travel as a small binary record; the account state is sto
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from typing import NamedTuple
 
 from .errors import InvalidEvent, ScoringError
 from .events import _check_id, _check_time
-from .lifecycle import COLD, STAGES, TEMPERATURES, next_temperature
+from .lifecycle import COLD, STAGES, TEMPERATURES, next_temperature, temperature_band
 from .outputs import change_id
 from .rules import Rules
 from .state import ContactState
@@ -240,11 +241,76 @@ class AccountModel:
             changes.append(AccountChange(change_id("account:" + st.account, kind, frm, to, cause, at), st.account, kind,
                                          frm, to, at, cause, e, fit, len(st.contacts), engaged, roles, self.version))
 
+    # -- decay alone: the cooling timer ----------------------------------------------------------------
+    def _moves_at(self, st: AccountState, at: float) -> bool:
+        """Would ``_settle`` at ``at`` change the temperature or the buying-group coverage?"""
+        e, _, roles, _ = self.summary(st, at)
+        return roles != st.roles or next_temperature(st.temperature, e, self.rules.temperature) != st.temperature
+
+    def next_check_at(self, st: AccountState | None, after: int | None = None) -> int | None:
+        """An instant, later than ``after`` (default the account's clock), before which decay alone
+        changes nothing — the exact one for the buying-group coverage, a lower bound for the
+        temperature — or None when decay alone never changes anything. The worker's timer asks
+        ``cool`` then, which finds the exact instant of a change or asks again later."""
+        if st is None or not st.contacts:
+            return None
+        if st.temperature == COLD and not st.roles and all(m[1] >= 0 for m in st.contacts.values()):
+            return None  # the usual account: nothing to lose, and nothing rises by decay alone
+        t0 = st.as_of if after is None else after
+        h = 1.0 / self.inv_h
+        cands = []
+        floor = self.rules.engaged_min
+        if floor > 0:  # a role is lost when the last engaged contact with it falls below the floor
+            last: dict[str, float] = {}
+            for m in st.contacts.values():
+                if m[4] in st.roles and m[1] > 0 and self.contact_engagement(m, t0) >= floor:
+                    x = m[2] + h * math.log2(m[1] / floor)
+                    last[m[4]] = max(last.get(m[4], x), x)
+            if last:
+                cands.append(min(last.values()))
+        lo, hi = temperature_band(st.temperature, self.rules.temperature)
+        pos = neg = 0.0
+        for m in st.contacts.values():
+            e = self.contact_engagement(m, t0)
+            if e > 0:
+                pos += e
+            else:
+                neg += e
+        # E(t0 + d) >= pos * 2**(-d/H) + neg (capped terms shrink no faster; penalties only fade) ...
+        if lo > -math.inf:
+            cands.append(t0 if pos + neg < lo or lo - neg <= 0 else t0 + h * math.log2(pos / (lo - neg)))
+        # ... and E(t0 + d) <= pos + neg * 2**(-d/H): it rises to hi only once the penalties have faded.
+        if hi < math.inf and neg < 0 and pos >= hi and hi - pos < 0:
+            cands.append(t0 + h * math.log2(neg / (hi - pos)))
+        if not cands:
+            return None
+        t = max(t0 + 1, math.floor(min(cands)))
+        return t if t < (1 << 62) else None
+
+    def cool(self, st: AccountState, until: int) -> tuple[AccountState, list[AccountChange]]:
+        """The changes decay alone makes by ``until`` (a cooling tick), each at the first millisecond it
+        holds (bisection on the evaluation ``_settle`` makes), without cause; the account's clock moves
+        to the last of those instants and no further. ``st`` is changed in place."""
+        changes: list[AccountChange] = []
+        for _ in range(16):
+            if until <= st.as_of or not self._moves_at(st, until):
+                break
+            a, b = st.as_of, until  # nothing at a, a move at b: the first instant of it
+            while b - a > 1:
+                mid = (a + b) // 2
+                if self._moves_at(st, mid):
+                    b = mid
+                else:
+                    a = mid
+            st.as_of = b
+            self._settle(st, b, None, changes)
+        return st, changes
+
     def snapshot(self, st: AccountState, at: int | None = None) -> dict:
         """The account at ``at`` (default: its clock; never before it) with every contributing contact."""
         at = st.as_of if at is None or at < st.as_of else at
         e, engaged, roles, fit = self.summary(st, at)
-        # Decay since the account's last change, as its next change will see it (no timer cools accounts).
+        # Decay since the account's last change, as the next cooling tick will see it.
         temperature = next_temperature(st.temperature, e, self.rules.temperature)
         members = sorted(
             ({"contact_id": cid, "engagement": self.contact_engagement(m, at), "fit": m[3], "role": m[4] or None,

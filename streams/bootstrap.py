@@ -115,7 +115,8 @@ class Runtime:
             census = metrics.ContactCensus()
             rebuild(self.schedule, partitions, self.store.items_of, self.model.next_cooling_at,
                     self.model.decode_state, owner=None if self.store.partitioned else self.router.owner,
-                    census=census)
+                    census=census, account_check_at=lambda account, raw: self.pipeline.accounts.next_check_at(
+                        self.pipeline.accounts.decode(raw, account)))
             census.publish()
             self.owned = partitions
             self.recovered = True

@@ -4,8 +4,9 @@ names, in order). For tests of routing, identity and accounts through the batch 
 
 from __future__ import annotations
 
+from agents.cooling import CoolingSchedule
 from agents.pipeline import (
-    ERASURES, EVENTS, FORWARDED, IDENTITIES, MEMBERSHIPS, MERGES, PROFILES, SHARES, Pipeline, RawMessage,
+    ERASURES, EVENTS, FORWARDED, IDENTITIES, MEMBERSHIPS, MERGES, PROFILES, SHARES, TICK, TICKS, Pipeline, RawMessage,
 )
 from scoring import BehaviourEvent, ScoringModel, default_rules
 from scoring.accounts import account_key
@@ -16,7 +17,7 @@ from tests.scoring.helpers import DAY, T0
 
 PARTITIONS = 4
 KINDS = {"ev": EVENTS, "prof": PROFILES, "id": IDENTITIES, "merge": MERGES, "erase": ERASURES, "memb": MEMBERSHIPS,
-         "shares": SHARES, "rep": FORWARDED}
+         "shares": SHARES, "rep": FORWARDED, "ticks": TICKS}
 codec = AvroCodec()
 MODEL = ScoringModel(default_rules())
 
@@ -35,6 +36,7 @@ class Cluster:
         self.lifecycle: list[dict] = []
         self.scores: dict[bytes, bytes | None] = {}
         self.accounts: list[dict] = []
+        self.schedule = CoolingSchedule()
 
     def message(self, topic: str, partition: int, key, value, headers=()) -> RawMessage:
         self.offsets[partition] += 1
@@ -44,7 +46,9 @@ class Cluster:
         for _ in range(20):
             if not messages:
                 return
-            out = self.pipeline.process(messages)
+            out = self.pipeline.process(messages, due=self.schedule.pop_due)
+            for partition, key, at in out.touched:
+                self.schedule.schedule(partition, key, at)
             self.dead += [codec.decode("DeadLetter", r.value) for r in out.dead_letters]
             self.lifecycle += [codec.decode("LifecycleChange", r.value) for r in out.lifecycle]
             self.accounts += [codec.decode("AccountChange", r.value) for r in out.accounts]
@@ -53,6 +57,10 @@ class Cluster:
             messages = [self.message("rep", r.partition, r.key, r.value, r.headers) for r in out.forwarded]
             messages += [self.message("shares", r.partition, r.key, r.value) for r in out.shares]
         raise AssertionError("forwarding did not settle")
+
+    def tick(self, at: int) -> None:
+        """A cooling tick into every partition, as the worker's timer sends them."""
+        self.run([self.message("ticks", p, None, TICK.pack(at)) for p in range(PARTITIONS)])
 
     def send(self, topic: str, record: str, rec: dict, partition: int) -> RawMessage:
         return self.message(topic, partition, None, codec.encode(record, rec))

@@ -50,6 +50,17 @@ def test_an_account_crosses_mqa_when_a_third_role_engages():
     want = sum(MODEL.snapshot(c.state(cid), acc.as_of).engagement for cid in people)
     assert snap["engagement"] == pytest.approx(want, rel=1e-12)
     assert not c.dead
+    # Silent from now on: the cooling timer cools the account at the instants the core computes.
+    _, expected = c.pipeline.accounts.cool(c.pipeline.accounts.decode(
+        c.pipeline.accounts.encode(acc), acc.account), acc.as_of + 200 * DAY)
+    seen = len(c.accounts)
+    for day in range(1, 201):
+        c.tick(acc.as_of + day * DAY)
+    cooled = [(a["kind"], a["to_value"], a["at"], a["cause_contact_id"]) for a in c.accounts[seen:]
+              if a["account_id"] == "domain:acme-corp.fr"]
+    assert [x[:3] for x in cooled if x[0] == "temperature"] == [
+        ("temperature", e.to_value, e.at) for e in expected if e.kind == "temperature"]
+    assert ("temperature", "cold") in [x[:2] for x in cooled] and all(x[3] is None for x in cooled)
 
 
 def test_a_contact_moving_account_leaves_the_old_one_and_erasure_removes_its_share():
@@ -96,3 +107,25 @@ def test_account_engagement_equals_the_sum_over_its_contacts_through_the_pipelin
     got = c.pipeline.accounts.summary(acc, T)[0]
     want = sum(MODEL.snapshot(c.state(cid), T).engagement for cid in titles)
     assert got == pytest.approx(want, rel=1e-9, abs=1e-9)
+
+
+def test_after_a_rebalance_the_schedule_is_rebuilt_with_accounts_and_without_aliases():
+    from agents.cooling import CoolingSchedule, rebuild
+    from scoring.accounts import account_key
+
+    c = Cluster()
+    c.run([c.send("prof", "ContactProfile", prof("ana", "VP Sales"), 0)])
+    c.run(engage(c, "ana", T0 + HOUR))
+    c.run([c.send("ev", "BehaviourEvent", event("", "v1", "page_view", T0, anon="b2"), 1),
+           c.send("id", "IdentityLink", link("b2", "ana", T0 + 2 * HOUR), 1)])
+    accounts = c.pipeline.accounts
+    schedule = CoolingSchedule()
+    n = rebuild(schedule, set(range(PARTITIONS)), lambda p: list(c.table.items()), MODEL.next_cooling_at,
+                MODEL.decode_state, owner=c.router.owner,
+                account_check_at=lambda account, raw: accounts.next_check_at(accounts.decode(raw, account)))
+    assert n == 1  # ana; anon:b2 is an alias marker, the account is not a contact
+    key = account_key("domain:acme-corp.fr")
+    at = accounts.next_check_at(c.account("domain:acme-corp.fr"))
+    assert at is not None
+    part = c.router.owner("domain:acme-corp.fr")
+    assert schedule.pop_due(part, at - 1) == [] and key in schedule.pop_due(part, at)

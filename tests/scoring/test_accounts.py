@@ -201,3 +201,42 @@ def test_contact_ids_starting_with_nul_are_refused():
     with pytest.raises(InvalidEvent) as err:
         validate_event(BehaviourEvent("e", "\0acct:x", "page_view", T0), T0)
     assert err.value.field == "contact_id"
+
+
+@SETTINGS
+@given(companies(), st.integers(1, 400 * DAY))
+def test_decay_alone_cools_an_account_at_the_first_millisecond_a_change_holds(states, later):
+    """The timer's instant is never after a change (a lower bound, exact for the buying group); `cool`
+    finds the exact first millisecond; the account then matches applying its shares again there."""
+    acc, _ = ACCOUNTS.apply(None, states[0].account, [share_of(s) for s in states])
+    until = acc.as_of + later
+    at = ACCOUNTS.next_check_at(acc)
+    moves = ACCOUNTS._moves_at
+    if at is None:
+        assert not moves(acc, until)
+        return
+    assert not moves(acc, at - 1)  # nothing changes before the instant the timer asks at
+    before = ACCOUNTS.decode(ACCOUNTS.encode(acc), acc.account)
+    cooled, changes = ACCOUNTS.cool(acc, until)
+    for c in changes:
+        assert c.cause_contact_id is None and c.kind in ("temperature", "buying_group")
+        probe = ACCOUNTS.decode(ACCOUNTS.encode(before), before.account)
+        ACCOUNTS.cool(probe, c.at - 1)  # the changes before this one
+        assert not moves(probe, c.at - 1) and moves(probe, c.at)  # this one holds from c.at on, not before
+    assert not moves(cooled, until)
+    if changes:
+        assert cooled.as_of == changes[-1].at <= until
+
+
+def test_a_silent_hot_account_cools_on_the_timer():
+    busy = [("demo_request", 0), ("webinar_attended", HOUR), ("pricing_page_view", 2 * HOUR)]
+    people = [contact("cfo", "CFO", busy), contact("arch", "Solutions Architect", busy),
+              contact("mgr", "Marketing Manager", busy)]
+    acc, _ = ACCOUNTS.apply(None, people[0].account, [share_of(s) for s in people])
+    assert acc.temperature == "hot"
+    first = ACCOUNTS.next_check_at(acc)
+    acc, changes = ACCOUNTS.cool(acc, acc.as_of + 365 * DAY)
+    got = [(c.kind, c.from_value, c.to_value) for c in changes]
+    assert got[0] == ("temperature", "hot", "warm") and ("temperature", "warm", "cold") in got
+    assert changes[0].at >= first and acc.roles == () and acc.stage == "mqa"  # MQA stays
+    assert ACCOUNTS.next_check_at(acc) is None  # cold, nobody engaged: decay changes nothing more
