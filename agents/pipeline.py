@@ -27,7 +27,7 @@ from scoring.events import (
     validate_qualification,
 )
 from scoring.identity import (
-    ALIAS_MARK, ANON_PREFIX, IDENTIFY, Alias, alias_target, alias_value, anonymous_contact, contact_merge, identity_link,
+    ALIAS_MARK, MAX_HOPS, alias_target, alias_value, anonymous_contact, contact_merge, identity_link, implied_link,
     merge_cause,
 )
 from scoring.model import ScoringModel, event_hash
@@ -45,7 +45,6 @@ KIND_HEADER, SOURCE_HEADER = "leadpulse-kind", "leadpulse-source"  # on forwarde
 #: On an input redirected from an alias: the contact it counts for, and how many aliases it followed.
 CONTACT_HEADER, HOPS_HEADER = "leadpulse-contact", "leadpulse-hops"
 MERGE_HEADER = "leadpulse-merge"  # on a state transfer: "<merge instant>|<link or merge id>"
-MAX_HOPS = 8  # a longer alias chain is a cycle (A merged into B, B into A): its inputs are dead-lettered
 #: Errors that are not the record's fault (an unreachable or refusing schema registry): they stop
 #: the batch, and the worker, instead of dead-lettering a valid record.
 NOT_THE_RECORDS_FAULT: tuple[type[BaseException], ...] = (RegistryError,)
@@ -257,6 +256,15 @@ def forward_headers(msg: RawMessage, kind: str, extra: tuple = ()) -> list[tuple
                    *((k, v.encode()) for k, v in extra)]
 
 
+def own_key(contact_id: str, field: str) -> str:
+    """`contact_id`, unless it starts with NUL: those keys are the worker's own (account states). The
+    validators refuse it in events, profiles, qualifications, links and memberships; this covers the
+    inputs they do not see (erasures, the worker's own headers)."""
+    if contact_id[:1] == "\0":
+        raise InvalidEvent(field, "a contact id starting with NUL is reserved for the worker's own keys")
+    return contact_id
+
+
 def transfer_of(msg: RawMessage) -> StateTransfer:
     """A state transfer as forwarded by `Pipeline._apply_special`."""
     contact_id, merge = header(msg, CONTACT_HEADER), header(msg, MERGE_HEADER)
@@ -349,7 +357,7 @@ class Pipeline:
             try:
                 if kind == TRANSFERS:
                     value = transfer_of(msg)
-                    contact_id = value.contact_id
+                    contact_id = own_key(value.contact_id, "headers")
                 elif kind == SHARES:
                     value = unpack_share(msg.value)
                     contact_id = account_key(value.account)
@@ -361,7 +369,7 @@ class Pipeline:
                     if kind == ERASURES:
                         if not value["contact_id"].strip():
                             raise EraseRequestInvalid("contact_id", "empty")
-                        contact_id = value["contact_id"]
+                        contact_id = own_key(value["contact_id"], "contact_id")
                     elif kind == IDENTITIES or kind == MERGES:
                         contact_id = value.source  # decided where the alias's own state lives
                     elif kind == MEMBERSHIPS:
@@ -369,13 +377,11 @@ class Pipeline:
                     else:
                         _VALIDATE[kind](value, now)
                         contact_id = value.contact_id
-                        if kind == EVENTS and value.anonymous_id and not contact_id.startswith(ANON_PREFIX):
+                        if kind == EVENTS and value.anonymous_id:
                             self._implied_link(value, msg, out, by_contact)
                     if redirected:
-                        value = for_contact(kind, value, redirected)
-                        contact_id = redirected
-                    if contact_id[0] == "\0":
-                        raise InvalidEvent("contact_id", "starts with NUL (reserved for the worker's own keys)")
+                        contact_id = own_key(redirected, "headers")
+                        value = for_contact(kind, value, contact_id)
             except NOT_THE_RECORDS_FAULT:
                 raise
             except Exception as exc:  # noqa: BLE001 - whatever a record makes a decoder raise: a dead letter
@@ -401,13 +407,13 @@ class Pipeline:
         """An event that carries both a contact id and an anonymous id (a form fill, an identify)
         links them, like an IdentityLink: into the anonymous id's partition, where its state is. Each
         worker sends a pair once (links are idempotent; re-sending one after a restart is harmless)."""
-        anon = anonymous_contact(event.anonymous_id)  # type: ignore[arg-type]
-        if self._linked.get(anon) == event.contact_id:
+        alias = implied_link(event)
+        if alias is None or self._linked.get(alias.source) == alias.target:
             return
         if len(self._linked) >= 1 << 16:
             self._linked.clear()
-        self._linked[anon] = event.contact_id
-        alias = Alias("event:" + event.event_id, anon, event.contact_id, event.occurred_at, IDENTIFY)
+        anon = alias.source
+        self._linked[anon] = alias.target
         home = self.router.owner(anon) if self.router is not None else msg.partition
         if home == msg.partition:
             by_contact.setdefault(anon, []).append((IDENTITIES, alias, msg))

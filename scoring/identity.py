@@ -22,6 +22,8 @@ IDENTIFY, CONTACT_MERGE = "identify", "contact-merge"
 #: First byte of an alias marker in the contacts table (a state's first byte is its format version, 1).
 ALIAS_MARK = 0xA1
 _MARK = bytes([ALIAS_MARK])
+#: A longer alias chain is a loop (A merged into B, B into A): the worker dead-letters what follows it.
+MAX_HOPS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,15 @@ class Alias:
 def anonymous_contact(anonymous_id: str) -> str:
     """The contact id anonymous-only activity is scored under."""
     return ANON_PREFIX + anonymous_id
+
+
+def implied_link(event) -> Alias | None:
+    """The link an event carrying both a known contact id and an anonymous id makes (a form fill, an
+    identify), or None: the anonymous visitor is that contact from the event on."""
+    anon = event.anonymous_id
+    if not anon or event.contact_id.startswith(ANON_PREFIX):
+        return None
+    return Alias("event:" + event.event_id, ANON_PREFIX + anon, event.contact_id, event.occurred_at, IDENTIFY)
 
 
 def merge_cause(alias_id: str) -> str:

@@ -29,6 +29,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scoring.identity import MAX_HOPS
 from tools.common import DAY_MS, CliError, day, duration, iso, progress
 
 EVENT, PROFILE, QUALIFICATION, ERASURE, MEMBERSHIP, ALIAS = 0, 1, 2, 3, 4, 5
@@ -373,8 +374,8 @@ def _time_of(item) -> int:
     return obj[1]
 
 
-def group(chunk: list, by_time: bool = False) -> dict[str, list]:
-    """Contact → its (kind, object) items, in chunk order (or sorted by event time, stable)."""
+def group(chunk: list) -> dict[str, list]:
+    """Contact → its (kind, object) items, in chunk order (sorted by event time before, for --order time)."""
     groups: dict[str, list] = {}
     get = groups.get
     for item in chunk:
@@ -384,9 +385,6 @@ def group(chunk: list, by_time: bool = False) -> dict[str, list]:
             groups[cid] = [item]
         else:
             lst.append(item)
-    if by_time:
-        for lst in groups.values():
-            lst.sort(key=_time_of)
     return groups
 
 
@@ -394,15 +392,13 @@ class Identities:
     """The aliases the worker would hold (anonymous id → contact, loser → winner), shared by every
     replay: splits the delivery order at each new alias and renames the records of merged ids."""
 
-    MAX_HOPS = 8
-
     def __init__(self) -> None:
         self.alias: dict[str, str] = {}
         self.counts: Counter = Counter()
 
     def resolve(self, cid: str) -> str:
         alias = self.alias
-        for _ in range(self.MAX_HOPS):
+        for _ in range(MAX_HOPS):
             nxt = alias.get(cid)
             if nxt is None:
                 return cid
@@ -415,7 +411,7 @@ class Identities:
         before it merges, the ones after it under the contact."""
         from dataclasses import replace
 
-        from scoring.identity import IDENTIFY, Alias
+        from scoring.identity import implied_link
 
         alias = self.alias
         out: list = []
@@ -434,11 +430,10 @@ class Identities:
                     item = (target, kind, replace(obj, contact_id=target))
                 cid = target
             out.append(item)
-            if kind == EVENT and obj.anonymous_id and not cid.startswith(ANON):
-                anon = ANON + obj.anonymous_id
-                if alias.get(anon) != cid:
-                    yield out, self._link(Alias("event:" + obj.event_id, anon, cid, obj.occurred_at, IDENTIFY))
-                    out = []
+            link = implied_link(item[2]) if kind == EVENT and obj.anonymous_id else None
+            if link is not None and alias.get(link.source) != link.target:
+                yield out, self._link(link)
+                out = []
         yield out, None
 
     def _link(self, a):

@@ -194,3 +194,12 @@ def test_alias_marker_round_trips_and_is_never_a_state(target):
     assert alias_target(raw) == target and raw[0] != FORMAT_VERSION
     state = MODEL.encode_state(MODEL.apply_events(None, [ev("page_view", T0)])[0])
     assert alias_target(state) is None and alias_target(None) is None
+
+
+@pytest.mark.parametrize("cid, anon, want", [
+    ("c1", "a1", ("event:e1", "anon:a1", "c1")), ("c1", None, None), ("anon:a1", "a1", None), ("c1", "", None)])
+def test_an_event_carrying_both_ids_links_them(cid, anon, want):
+    from scoring.identity import implied_link
+    link = implied_link(BehaviourEvent("e1", cid, "form_submit", T0, {}, "web", anon))
+    assert (None if link is None else (link.alias_id, link.source, link.target)) == want
+    assert link is None or (link.at, link.how) == (T0, IDENTIFY)
